@@ -1,0 +1,152 @@
+//! Starting pymap: connect the stores, run migrations, make sure an admin exists, then
+//! serve HTTP until told to stop.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use poem::{Endpoint, Server, listener::TcpAcceptor};
+use redis::aio::ConnectionManager;
+
+use crate::{
+    config::{Config, redact_url},
+    db,
+    keys::{Keys, load_or_create_secret},
+    service,
+    shared_store::Throttle,
+    state::AppState,
+    web,
+};
+
+/// The whole HTTP application for a state (tests call this directly).
+pub fn router(state: AppState) -> impl Endpoint {
+    web::routes(state)
+}
+
+/// Connect to Redis, retrying like the database does (supervisord starts all at once).
+pub async fn connect_redis(url: &str, prefix_wait: Duration) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(url)
+        .map_err(|e| anyhow::anyhow!("redis_url {} is invalid: {e}", redact_url(url)))?;
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let attempt = async {
+            let mut conn = client.get_connection_manager().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await?;
+            Ok::<_, redis::RedisError>(conn)
+        };
+        match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+            Ok(Ok(conn)) => return Ok(conn),
+            outcome => {
+                let error = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".into(),
+                };
+                if started.elapsed() + delay > prefix_wait {
+                    anyhow::bail!(
+                        "redis {} unreachable after {:?}: {error}",
+                        redact_url(url),
+                        started.elapsed()
+                    );
+                }
+                tracing::warn!(url = %redact_url(url), %error, retry_in = ?delay, "redis not reachable yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Everything `serve` needs before it can answer requests.
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let wait = Duration::from_secs(config.database_wait_secs);
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        anyhow::anyhow!("data_dir {} is not usable: {e}", config.data_dir.display())
+    })?;
+    let secret = load_or_create_secret(&config)?;
+    let db = db::connect(&config.database_url(), wait).await?;
+    db::migrate(&db)
+        .await
+        .map_err(|e| anyhow::anyhow!("database migration failed: {e}"))?;
+    let redis = match &config.redis_url {
+        Some(url) => Some(connect_redis(url.expose(), wait).await?),
+        None => None,
+    };
+    let throttle = match &redis {
+        Some(conn) => Throttle::Redis {
+            conn: conn.clone(),
+            prefix: config.redis_prefix.clone(),
+        },
+        None => Throttle::memory(),
+    };
+    let admin_password = config
+        .admin_password
+        .as_ref()
+        .map(|s| s.expose().to_string());
+    if let Some(generated) =
+        service::accounts::ensure_bootstrap_admin(&db, admin_password.as_deref()).await?
+    {
+        // Shown once on the console (not in log files) and kept in a 0600 file in the
+        // data dir, because there is no other way to learn it.
+        let path = config.data_dir.join("initial-admin-password");
+        write_private(&path, &generated)?;
+        tracing::warn!(
+            path = %path.display(),
+            "created user `admin` with a generated password (printed once below and stored in this file; delete it after logging in)"
+        );
+        eprintln!("\n  pymap: user `admin` created with password: {generated}\n");
+    }
+    Ok(AppState {
+        config: Arc::new(config),
+        db,
+        redis,
+        keys: Arc::new(Keys::derive(&secret)),
+        templates: Arc::new(web::templates::environment()),
+        throttle,
+    })
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    writeln!(file, "{text}")?;
+    Ok(())
+}
+
+/// Serve on `listener` until `shutdown` resolves, then drain requests for a few seconds.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = build_state(config).await?;
+    serve(state, listener, shutdown).await
+}
+
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let app = router(state);
+    tracing::info!(%addr, "pymap listening");
+    crate::notify::ready();
+    let server = Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?);
+    server
+        .run_with_graceful_shutdown(
+            app,
+            async move {
+                shutdown.await;
+                crate::notify::stopping();
+                tracing::info!("shutting down");
+            },
+            Some(Duration::from_secs(10)),
+        )
+        .await?;
+    Ok(())
+}

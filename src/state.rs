@@ -1,0 +1,19 @@
+//! What every request handler and background task shares.
+
+use std::sync::Arc;
+
+use redis::aio::ConnectionManager;
+use sea_orm::DatabaseConnection;
+
+use crate::{config::Config, keys::Keys, shared_store::Throttle, web::templates::Templates};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: DatabaseConnection,
+    /// Present when `redis_url` is configured.
+    pub redis: Option<ConnectionManager>,
+    pub keys: Arc<Keys>,
+    pub templates: Arc<Templates>,
+    pub throttle: Throttle,
+}
