@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
@@ -70,6 +71,17 @@ pub async fn connect(url: &str, wait: Duration) -> Result<DatabaseConnection, Co
             }
         }
     }
+}
+
+/// Begin a transaction that will write. On SQLite it takes the write lock at BEGIN
+/// (`BEGIN IMMEDIATE`), so concurrent writers queue on the busy timeout instead of failing
+/// with "database is locked" when a read lock cannot be upgraded.
+pub async fn write_txn(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
 }
 
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {

@@ -15,5 +15,6 @@ pub mod shared_store;
 pub mod state;
 pub mod telemetry;
 pub mod web;
+pub mod worker;
 
 pub use app::{build_state, router, run, serve};

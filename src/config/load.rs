@@ -265,7 +265,7 @@ fn place(
             ));
         }
     }
-    if known.iter().any(|k| *k == dotted) {
+    if known.contains(&dotted) {
         layer.insert(&path, value, origin);
     } else {
         let hint = RETIRED

@@ -6,7 +6,7 @@
 mod load;
 mod show;
 
-pub use load::{ConfigError, Loaded, Overrides, load};
+pub use load::{ConfigError, Loaded, Overrides, load, load_from};
 pub use show::render_show;
 
 use std::{fmt, net::SocketAddr, path::PathBuf};

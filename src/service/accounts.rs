@@ -4,7 +4,7 @@ use chrono::Utc;
 use entity::user;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, Set, TransactionTrait,
+    QueryOrder, Set,
 };
 
 use super::{
@@ -82,7 +82,7 @@ pub async fn create(
     let name = normalize_name(name)?;
     passwords::check_policy(password)?;
     let hash = passwords::hash(password).await?;
-    let txn = db.begin().await?;
+    let txn = crate::db::write_txn(db).await?;
     if user::Entity::find()
         .filter(user::Column::Name.eq(&name))
         .one(&txn)
@@ -137,7 +137,7 @@ pub async fn set_password(
     require_admin(actor)?;
     passwords::check_policy(password)?;
     let hash = passwords::hash(password).await?;
-    let txn = db.begin().await?;
+    let txn = crate::db::write_txn(db).await?;
     let user = load(&txn, name).await?;
     let mut active: user::ActiveModel = user.clone().into();
     active.password_hash = Set(hash);
@@ -163,7 +163,7 @@ pub async fn change_own_password(
     let id = actor.id.ok_or(ServiceError::Forbidden)?;
     let user = find_by_id(db, id).await?.ok_or(ServiceError::NotFound)?;
     if !passwords::verify(current, Some(&user.password_hash)).await {
-        let txn = db.begin().await?;
+        let txn = crate::db::write_txn(db).await?;
         audit::record(
             &txn,
             actor,
@@ -186,7 +186,7 @@ pub async fn change_own_password(
         )
     })?;
     let hash = passwords::hash(new).await?;
-    let txn = db.begin().await?;
+    let txn = crate::db::write_txn(db).await?;
     let mut active: user::ActiveModel = user.clone().into();
     active.password_hash = Set(hash);
     active.updated_at = Set(Utc::now());
@@ -208,7 +208,7 @@ pub async fn set_disabled(
     disabled: bool,
 ) -> Result<()> {
     require_admin(actor)?;
-    let txn = db.begin().await?;
+    let txn = crate::db::write_txn(db).await?;
     let user = load(&txn, name).await?;
     if actor.id == Some(user.id) && disabled {
         return Err(ServiceError::invalid("name", "you cannot disable yourself"));
@@ -234,7 +234,7 @@ pub async fn set_role(
     role: Role,
 ) -> Result<()> {
     require_admin(actor)?;
-    let txn = db.begin().await?;
+    let txn = crate::db::write_txn(db).await?;
     let user = load(&txn, name).await?;
     let old = user.role.clone();
     let mut active: user::ActiveModel = user.clone().into();

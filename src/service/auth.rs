@@ -7,7 +7,7 @@ use std::{net::IpAddr, time::Duration};
 
 use chrono::Utc;
 use entity::user;
-use sea_orm::{ActiveModelTrait, DatabaseConnection, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, DatabaseConnection, Set};
 
 use super::{
     Actor, Result, Role, ServiceError, accounts,
@@ -118,7 +118,7 @@ pub async fn login(
     limits.throttle.reset(&user_key).await.map_err(store_err)?;
 
     let actor = actor_for(&user, addr);
-    let txn = db.begin().await?;
+    let txn = crate::db::write_txn(db).await?;
     let mut active: user::ActiveModel = user.clone().into();
     active.last_login_at = Set(Some(Utc::now()));
     let user = active.update(&txn).await?;

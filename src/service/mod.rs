@@ -4,6 +4,9 @@
 pub mod accounts;
 pub mod audit;
 pub mod auth;
+pub mod batch;
+pub mod hosts;
+pub mod imapsync_options;
 pub mod passwords;
 
 use std::{net::IpAddr, time::Duration};

@@ -114,6 +114,8 @@ pub async fn around<E: Endpoint>(ep: E, mut req: Request) -> poem::Result<Respon
     let result = ep.call(req).instrument(span.clone()).await;
     let resp = match result {
         Ok(resp) => resp.into_response(),
+        // Redirects travel as errors (e.g. "log in first"): pass them through.
+        Err(err) if err.status().is_redirection() => err.into_response(),
         Err(err) => error_response(&state, &rid, err),
     };
     let _enter = span.enter();
@@ -129,6 +131,22 @@ pub async fn around<E: Endpoint>(ep: E, mut req: Request) -> poem::Result<Respon
     resp.headers_mut()
         .insert("x-request-id", rid.parse().expect("hex id"));
     Ok(resp)
+}
+
+/// Turn errors into pages inside the session layer, so that what a failing handler did
+/// to the session (a purge on a disabled account, a new CSRF nonce) is still saved.
+pub async fn render_errors<E: Endpoint>(ep: E, req: Request) -> poem::Result<Response> {
+    let state = req.data::<AppState>().cloned().expect("state is attached");
+    let rid = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    Ok(match ep.call(req).await {
+        Ok(resp) => resp.into_response(),
+        Err(err) if err.status().is_redirection() => err.into_response(),
+        Err(err) => error_response(&state, &rid, err),
+    })
 }
 
 fn error_response(state: &AppState, rid: &str, err: poem::Error) -> Response {

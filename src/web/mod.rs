@@ -46,6 +46,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/readyz", get(health::readyz))
         .at("/static/:file", get(assets::asset))
         .around(csrf::around)
+        .around(context::render_errors)
         .with(ServerSession::new(cookie, sessions))
         .around(context::around)
         .data(state)
