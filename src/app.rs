@@ -14,6 +14,13 @@ use crate::{
     shared_store::Throttle,
     state::AppState,
     web,
+    worker::{
+        engine::Engine,
+        events::EventBus,
+        imapsync::runner::ImapsyncEngine,
+        pool::{Engines, Pool, PoolConfig},
+        queue::Limits,
+    },
 };
 
 /// The whole HTTP application for a state (tests call this directly).
@@ -94,14 +101,64 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         );
         eprintln!("\n  pymap: user `admin` created with password: {generated}\n");
     }
+    let keys = Keys::derive(&secret);
+    let mut events = EventBus::new();
+    if let (Some(conn), Some(url)) = (&redis, &config.redis_url) {
+        events = events
+            .with_redis(url.expose(), conn.clone(), &config.redis_prefix)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot subscribe to redis events: {e}"))?;
+    }
+    let pool = Pool::new(
+        db.clone(),
+        keys.credentials,
+        engines(&config),
+        events.clone(),
+        pool_config(&config),
+    );
     Ok(AppState {
         config: Arc::new(config),
         db,
         redis,
-        keys: Arc::new(Keys::derive(&secret)),
+        keys: Arc::new(keys),
         templates: Arc::new(web::templates::environment()),
         throttle,
+        pool,
+        events,
     })
+}
+
+/// The engines available here. imapsync is optional (not packaged in Debian): without it,
+/// tasks for that engine are refused with the reason.
+pub fn engines(config: &Config) -> Engines {
+    let imapsync = ImapsyncEngine::locate(config.imapsync_path.as_deref()).map(|e| {
+        Arc::new(e.with_grace(Duration::from_secs(config.workers.cancel_grace_secs)))
+            as Arc<dyn Engine>
+    });
+    if let Err(why) = &imapsync {
+        tracing::warn!("imapsync engine unavailable: {why}");
+    }
+    Engines {
+        imapsync,
+        native: Err("the native IMAP engine is not available in this version".into()),
+    }
+}
+
+pub fn pool_config(config: &Config) -> PoolConfig {
+    PoolConfig {
+        concurrency: config.workers.concurrency,
+        limits: Limits {
+            per_source_host: config.workers.per_source_host,
+            per_destination_host: config.workers.per_destination_host,
+        },
+        max_attempts: config.workers.max_attempts,
+        retry_base: Duration::from_secs(config.workers.retry_base_secs),
+        stale_after: Duration::from_secs(config.workers.stale_after_secs),
+        poll_interval: Duration::from_millis(500),
+        log_dir: config.log_dir(),
+        run_dir: config.data_dir.join("run"),
+        credential_retention_days: config.credential_retention_days,
+    }
 }
 
 fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
@@ -133,6 +190,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
+    let pool = state.pool.clone();
+    let pool_task = pool.start().await?;
     let app = router(state);
     tracing::info!(%addr, "pymap listening");
     crate::notify::ready();
@@ -148,5 +207,8 @@ pub async fn serve(
             Some(Duration::from_secs(10)),
         )
         .await?;
+    // Stop running jobs and mark them interrupted before the process ends.
+    pool.shutdown().await;
+    let _ = pool_task.await;
     Ok(())
 }

@@ -5,7 +5,13 @@ use std::sync::Arc;
 use redis::aio::ConnectionManager;
 use sea_orm::DatabaseConnection;
 
-use crate::{config::Config, keys::Keys, shared_store::Throttle, web::templates::Templates};
+use crate::{
+    config::Config,
+    keys::Keys,
+    shared_store::Throttle,
+    web::templates::Templates,
+    worker::{events::EventBus, pool::Pool},
+};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -16,4 +22,7 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     pub templates: Arc<Templates>,
     pub throttle: Throttle,
+    /// The worker pool (claims jobs; also knows which engines are available).
+    pub pool: Pool,
+    pub events: EventBus,
 }

@@ -18,6 +18,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub last_login_at: Option<DateTimeUtc>,
+    /// The user's own HOSTS patterns, JSON `[[regex, suffix], …]`, tried before the global ones.
+    pub host_patterns: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -17,6 +17,12 @@
 //! * timing: the lines are spread evenly over the recorded wall time, divided by
 //!   `$IMAPSYNC_STANDIN_SPEED` (1 = real time, 10 = ten times faster, 0 = no delay);
 //!   `$IMAPSYNC_STANDIN_REPEAT=N` prints each `copied to` line N times (big-log tests).
+//! * settings in the user name: pymap's runner clears the environment of imapsync, so the
+//!   settings above can also ride in `--user1`, as `+`-separated words after the scenario id:
+//!   `standin-<id>[+speed<X>][+repeat<N>][+startup<MS>][+hang]@example.com`, e.g.
+//!   `standin-a+speed20+startup0@example.com` or `standin-h+speed10+hang@example.com`. An
+//!   environment variable, when set, wins over the same setting in the user name; an unknown
+//!   word is an error (exit 70), so a typo does not go unnoticed.
 //! * files: pid file (`--pidfile`, default `<tmpdir>/imapsync.pid`) removed at exit; log file at
 //!   `<logdir>/<logfile>` with the same lines as stdout (imapsync's `--logfile` without
 //!   `--logdir` gotcha included: `LOG_imapsync/<logfile>`, relative to the cwd). In Docker context
@@ -24,8 +30,8 @@
 //! * signals: for the first `$IMAPSYNC_STANDIN_STARTUP_MS` (default 300) no handler is installed,
 //!   so TERM kills it silently, like imapsync while Perl loads. Then TERM/QUIT print a statistics
 //!   block and `Killing myself with signal TERM` and die by that signal — or, with
-//!   `$IMAPSYNC_STANDIN_TERM=hang`, first block (ignoring TERM) for `--timeout` seconds (default
-//!   120) as imapsync sometimes does. INT prints imapsync's reconnect lines and goes on; a second
+//!   `$IMAPSYNC_STANDIN_TERM=hang` (or `+hang`), first block (ignoring TERM) for `--timeout2`,
+//!   else `--timeout`, seconds (default 120) as imapsync sometimes does. INT prints imapsync's reconnect lines and goes on; a second
 //!   INT within 2 s exits like TERM. Fixture `h` replays up to the point where the real run got
 //!   its TERM, then behaves as if it got one.
 //! * exit: the recorded exit code (fixture `o` writes its stderr and exits 64 straight away).
@@ -94,8 +100,9 @@ fn main() {
     let args = Args::parse(&argv[1..]).and_then(|a| a.check_passwords().map(|()| a));
     let args = args.unwrap_or_else(|msg| fail(EX_USAGE, &msg));
     let dir = env("IMAPSYNC_STANDIN_FIXTURES").unwrap_or_else(|| DEFAULT_FIXTURES.to_owned());
-    let id = env("IMAPSYNC_STANDIN_SCENARIO");
-    let id = id.unwrap_or_else(|| scenario_from_user(args.get("user1")));
+    let from_user =
+        UserSettings::parse(args.get("user1")).unwrap_or_else(|m| fail(EX_SOFTWARE, &m));
+    let id = env("IMAPSYNC_STANDIN_SCENARIO").unwrap_or(from_user.scenario);
     let fixture = Fixture::load(Path::new(&dir), &id).unwrap_or_else(|m| fail(EX_SOFTWARE, &m));
     if let Some(path) = env("IMAPSYNC_STANDIN_ARGV_OUT") {
         let (opts, pid) = (&args.opts, std::process::id());
@@ -108,17 +115,26 @@ fn main() {
         let _ = std::io::stderr().write_all(&fixture.stderr);
         std::process::exit(fixture.exit);
     }
-    let startup_ms = env_num("IMAPSYNC_STANDIN_STARTUP_MS", 300);
+    let startup_ms = env_num(
+        "IMAPSYNC_STANDIN_STARTUP_MS",
+        from_user.startup_ms.unwrap_or(300),
+    );
     std::thread::sleep(Duration::from_millis(startup_ms));
     let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT] {
         set_disposition(sig, handler);
     }
     let (speed, repeat) = (
-        env_num("IMAPSYNC_STANDIN_SPEED", 1.0),
-        env_num("IMAPSYNC_STANDIN_REPEAT", 1),
+        env_num("IMAPSYNC_STANDIN_SPEED", from_user.speed.unwrap_or(1.0)),
+        env_num("IMAPSYNC_STANDIN_REPEAT", from_user.repeat.unwrap_or(1)),
     );
-    Run::start(args, &fixture, argv.join(" ")).replay(&fixture, speed, repeat);
+    let hang = match env("IMAPSYNC_STANDIN_TERM") {
+        Some(v) => v == "hang",
+        None => from_user.hang,
+    };
+    let mut run = Run::start(args, &fixture, argv.join(" "));
+    run.hang_on_term = hang;
+    run.replay(&fixture, speed, repeat);
 }
 
 /// Print `msg` on stderr and exit with `code` (before any output on stdout, like imapsync).
@@ -128,11 +144,52 @@ fn fail(code: i32, msg: &str) -> ! {
 }
 
 /// `standin-d@example.com` → `d`; anything else → `a`.
+#[cfg(test)]
 fn scenario_from_user(user1: Option<&str>) -> String {
-    let local = user1.unwrap_or("").split('@').next().unwrap_or("");
-    match local.strip_prefix("standin-") {
-        Some(id) if !id.is_empty() => id.to_owned(),
-        _ => "a".to_owned(),
+    UserSettings::parse(user1).map_or_else(|_| "a".to_owned(), |s| s.scenario)
+}
+
+/// What `--user1 standin-<id>+word+word@...` asks for (see the module documentation).
+#[derive(Debug, Default, PartialEq)]
+struct UserSettings {
+    scenario: String,
+    speed: Option<f64>,
+    repeat: Option<usize>,
+    startup_ms: Option<u64>,
+    hang: bool,
+}
+
+impl UserSettings {
+    fn parse(user1: Option<&str>) -> Result<UserSettings, String> {
+        let local = user1.unwrap_or("").split('@').next().unwrap_or("");
+        let Some(rest) = local.strip_prefix("standin-") else {
+            return Ok(UserSettings {
+                scenario: "a".into(),
+                ..UserSettings::default()
+            });
+        };
+        let mut words = rest.split('+');
+        let id = words.next().unwrap_or("");
+        let mut s = UserSettings {
+            scenario: if id.is_empty() { "a" } else { id }.to_owned(),
+            ..UserSettings::default()
+        };
+        for word in words {
+            let bad = || format!("imapsync-standin: bad setting {word:?} in user1 {local:?}");
+            let num = |prefix: &str| word.strip_prefix(prefix).filter(|n| !n.is_empty());
+            if word == "hang" {
+                s.hang = true;
+            } else if let Some(n) = num("speed") {
+                s.speed = Some(n.parse().ok().filter(|x: &f64| *x >= 0.0).ok_or_else(bad)?);
+            } else if let Some(n) = num("repeat") {
+                s.repeat = Some(n.parse().map_err(|_| bad())?);
+            } else if let Some(n) = num("startup") {
+                s.startup_ms = Some(n.parse().map_err(|_| bad())?);
+            } else {
+                return Err(bad());
+            }
+        }
+        Ok(s)
     }
 }
 
@@ -326,6 +383,8 @@ struct Run {
     last_int: Option<Instant>,
     reconnects: u64,
     expect_command_line: bool,
+    /// After TERM, block (ignoring further TERMs) until the timeout, then die.
+    hang_on_term: bool,
 }
 
 impl Run {
@@ -372,6 +431,7 @@ impl Run {
             last_int: None,
             reconnects: 0,
             expect_command_line: false,
+            hang_on_term: false,
             args,
         };
         run.open_log();
@@ -597,10 +657,11 @@ Exiting with return value 6 (EXIT_BY_SIGNAL) 1/50 nb_errors/max_errors PID {pid}
         }
         self.say(&text);
         self.remove_pidfile();
-        if env("IMAPSYNC_STANDIN_TERM").is_some_and(|v| v == "hang") {
+        if self.hang_on_term {
             // Seen in 2 of 12 real runs: blocked in select() on host2 until --timeout.
             set_disposition(libc::SIGTERM, libc::SIG_IGN);
-            let timeout = self.args.get("timeout").and_then(|t| t.parse().ok());
+            let timeout = self.args.get("timeout2").or(self.args.get("timeout"));
+            let timeout = timeout.and_then(|t| t.parse().ok());
             std::thread::sleep(Duration::from_secs_f64(
                 timeout.unwrap_or(120.0f64).max(0.0),
             ));
@@ -741,6 +802,24 @@ mod tests {
         assert_eq!(scenario_from_user(a.get("user1")), "c2");
         assert_eq!(scenario_from_user(Some("bob@x.org")), "a");
         assert_eq!(scenario_from_user(None), "a");
+        let s = UserSettings::parse(Some("standin-h+speed2.5+repeat3+startup0+hang@x")).unwrap();
+        let expected = UserSettings {
+            scenario: "h".into(),
+            speed: Some(2.5),
+            repeat: Some(3),
+            startup_ms: Some(0),
+            hang: true,
+        };
+        assert_eq!(s, expected);
+        assert_eq!(scenario_from_user(Some("standin-+speed9@x")), "a");
+        for bad in [
+            "standin-a+fast@x",
+            "standin-a+speed@x",
+            "standin-a+speed-1@x",
+            "standin-a+repeatx",
+        ] {
+            assert!(UserSettings::parse(Some(bad)).is_err(), "{bad}");
+        }
         assert!(
             parse("--password1 s")
                 .unwrap_err()

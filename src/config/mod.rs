@@ -147,6 +147,9 @@ pub struct WorkerConfig {
     pub max_attempts: u32,
     /// First retry delay; doubles with every attempt.
     pub retry_base_secs: u64,
+    /// A running job whose worker has not reported for this long is considered orphaned
+    /// (its process died) and is queued again.
+    pub stale_after_secs: u64,
 }
 
 impl Default for Config {
@@ -204,6 +207,7 @@ impl Default for WorkerConfig {
             cancel_grace_secs: 10,
             max_attempts: 3,
             retry_base_secs: 30,
+            stale_after_secs: 30,
         }
     }
 }

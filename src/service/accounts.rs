@@ -102,6 +102,7 @@ pub async fn create(
         created_at: Set(now),
         updated_at: Set(now),
         last_login_at: Set(None),
+        host_patterns: Set("[]".into()),
         ..Default::default()
     }
     .insert(&txn)

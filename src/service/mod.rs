@@ -5,9 +5,12 @@ pub mod accounts;
 pub mod audit;
 pub mod auth;
 pub mod batch;
+pub mod credentials;
 pub mod hosts;
 pub mod imapsync_options;
+pub mod job_state;
 pub mod passwords;
+pub mod tasks;
 
 use std::{net::IpAddr, time::Duration};
 
@@ -76,6 +79,9 @@ impl Role {
 pub enum ServiceError {
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// Several problems at once (a batch, a form), each with its field and line.
+    #[error("{} problems, first: {}", .0.len(), .0.first().map(ToString::to_string).unwrap_or_default())]
+    InvalidMany(Vec<FieldError>),
     #[error("{0}")]
     Conflict(String),
     #[error("not found")]
@@ -98,6 +104,23 @@ impl ServiceError {
         Self::Invalid {
             field: field.into(),
             message: message.into(),
+        }
+    }
+}
+
+/// One problem with one input field; `line` for batch lines (1-based).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{} line {line}: {}", self.field, self.message),
+            None => write!(f, "{}: {}", self.field, self.message),
         }
     }
 }

@@ -44,9 +44,9 @@ impl From<ServiceError> for Error {
         match e {
             ServiceError::NotFound => Error::NotFound,
             ServiceError::Forbidden => Error::Forbidden,
-            ServiceError::Invalid { .. } | ServiceError::Conflict(_) => {
-                Error::BadRequest(e.to_string())
-            }
+            ServiceError::Invalid { .. }
+            | ServiceError::InvalidMany(_)
+            | ServiceError::Conflict(_) => Error::BadRequest(e.to_string()),
             ServiceError::InvalidCredentials => Error::BadRequest(e.to_string()),
             ServiceError::Throttled { retry_after } => Error::Throttled(retry_after),
             ServiceError::Db(db) => Error::Internal(format!("database: {db}")),

@@ -1,5 +1,9 @@
-//! Background work: job statuses, engines and (next) the pool and queue. Nothing here
-//! imports `web` or `api`.
+//! Background work: the job queue (in the database), the worker pool, engines and live
+//! events. Nothing here imports `web` or `api`.
 
+pub mod engine;
+pub mod events;
 pub mod imapsync;
+pub mod pool;
+pub mod queue;
 pub mod status;

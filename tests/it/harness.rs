@@ -142,6 +142,22 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Stop gracefully and hand back the data dir (to start again on the same data).
+    pub async fn into_dir(mut self) -> tempfile::TempDir {
+        self.shutdown_and_wait().await;
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self._dir, dir)
+    }
+
+    async fn shutdown_and_wait(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

@@ -10,4 +10,7 @@ mod auth;
 mod binary;
 mod config;
 mod health;
+mod pool;
+mod runner;
+mod standin;
 mod storage;

@@ -1,4 +1,7 @@
-//! Command-line interface: `serve`, `migrate`, `config show`, `user …`, `healthcheck`.
+//! Command-line interface: `serve`, `migrate`, `config show`, `user …`, `healthcheck`,
+//! `sync` and `batch`.
+
+mod migrate;
 
 use std::{io::BufRead, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -56,6 +59,10 @@ pub enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Migrate one mailbox in the foreground (exit 0 only on success).
+    Sync(migrate::SyncArgs),
+    /// Submit a batch file as a task for the server's workers; prints the task id.
+    Batch(migrate::BatchArgs),
     /// Exit 0 only when the running server reports ready (for container HEALTHCHECKs).
     Healthcheck {
         #[arg(long, default_value_t = 5)]
@@ -190,6 +197,8 @@ async fn run_command(command: Command, loaded: Loaded) -> anyhow::Result<ExitCod
             println!("database is up to date");
         }
         Command::User(cmd) => return user_command(cmd, &config).await,
+        Command::Sync(args) => return migrate::sync(args, &config).await,
+        Command::Batch(args) => return migrate::batch(args, &config).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,550 @@
+//! The in-process worker pool: claims jobs from the database queue, runs them on their
+//! engine with bounded concurrency, persists progress at most once a second, publishes
+//! events, retries transient failures with exponential backoff, honours cancel requests
+//! (also those made on another replica), and on shutdown marks its jobs interrupted so
+//! the next start resumes them.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use entity::{job, task};
+use sea_orm::{DatabaseConnection, EntityTrait};
+use tokio::{sync::Notify, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    engine::{Engine, JobObserver, JobSpec, RunResult},
+    events::{Event, EventBus, EventKind},
+    imapsync::{
+        exit::Outcome,
+        parse::{Progress, RunSummary},
+    },
+    queue::{self, Limits},
+    status::JobStatus,
+};
+use crate::service::{
+    credentials, hosts::parse_host, imapsync_options::MigrationOptions, job_state,
+    tasks::EngineCheck,
+};
+
+/// The engines this process can run; `Err` says why one is unavailable.
+#[derive(Clone)]
+pub struct Engines {
+    pub imapsync: Result<Arc<dyn Engine>, String>,
+    pub native: Result<Arc<dyn Engine>, String>,
+}
+
+impl Engines {
+    pub fn get(&self, name: &str) -> Result<Arc<dyn Engine>, String> {
+        match name {
+            "imapsync" => self.imapsync.clone(),
+            "native" => self.native.clone(),
+            other => Err(format!("unknown engine {other}")),
+        }
+    }
+}
+
+impl EngineCheck for Engines {
+    fn check(&self, engine: &str) -> Result<(), String> {
+        self.get(engine).map(|_| ())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    pub concurrency: usize,
+    pub limits: Limits,
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    /// A running job whose heartbeat is older than this belonged to a dead process.
+    pub stale_after: Duration,
+    pub poll_interval: Duration,
+    pub log_dir: PathBuf,
+    /// Parent of the per-job private work dirs.
+    pub run_dir: PathBuf,
+    pub credential_retention_days: u32,
+}
+
+struct RunningJob {
+    cancel: CancellationToken,
+    handle: Option<JoinHandle<()>>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    key: [u8; 32],
+    engines: Engines,
+    bus: EventBus,
+    config: PoolConfig,
+    worker_id: String,
+    wake: Notify,
+    stop: CancellationToken,
+    /// Set while shutting down: outcomes of the jobs we stop are not recorded as cancels.
+    draining: std::sync::atomic::AtomicBool,
+    running: Mutex<HashMap<i64, RunningJob>>,
+}
+
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+impl Pool {
+    pub fn new(
+        db: DatabaseConnection,
+        key: [u8; 32],
+        engines: Engines,
+        bus: EventBus,
+        config: PoolConfig,
+    ) -> Self {
+        let worker_id = format!(
+            "{}:{}:{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "pymap".into()),
+            std::process::id(),
+            crate::keys::random_hex(4)
+        );
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                key,
+                engines,
+                bus,
+                config,
+                worker_id,
+                wake: Notify::new(),
+                stop: CancellationToken::new(),
+                draining: false.into(),
+                running: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn engines(&self) -> &Engines {
+        &self.inner.engines
+    }
+
+    pub fn bus(&self) -> &EventBus {
+        &self.inner.bus
+    }
+
+    /// Look for work now (after a submit or a retry) instead of at the next poll.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    pub fn running_jobs(&self) -> usize {
+        self.inner.running.lock().expect("pool lock").len()
+    }
+
+    /// Recover what a dead process left behind, then run the claim loop until
+    /// [`Pool::shutdown`].
+    pub async fn start(&self) -> anyhow::Result<JoinHandle<()>> {
+        let inner = &self.inner;
+        // Stale pass files and pid files of a previous process.
+        if inner.config.run_dir.exists() {
+            let _ = std::fs::remove_dir_all(&inner.config.run_dir);
+        }
+        std::fs::create_dir_all(&inner.config.run_dir)?;
+        let stale = Utc::now() - chrono::Duration::from_std(inner.config.stale_after)?;
+        let requeued = job_state::recover_interrupted(&inner.db, stale).await?;
+        if requeued > 0 {
+            tracing::warn!(
+                requeued,
+                "jobs interrupted by a previous stop were queued again"
+            );
+        }
+        let pool = self.clone();
+        Ok(tokio::spawn(async move { pool.run_loop().await }))
+    }
+
+    async fn run_loop(&self) {
+        let inner = &self.inner;
+        let mut last_beat = Instant::now();
+        let mut last_sweep = Instant::now() - Duration::from_secs(3600);
+        loop {
+            tokio::select! {
+                _ = inner.stop.cancelled() => break,
+                _ = inner.wake.notified() => {}
+                _ = tokio::time::sleep(inner.config.poll_interval) => {}
+            }
+            if last_beat.elapsed() >= Duration::from_secs(1) {
+                last_beat = Instant::now();
+                self.beat().await;
+            }
+            if last_sweep.elapsed() >= Duration::from_secs(600) {
+                last_sweep = Instant::now();
+                self.sweep().await;
+            }
+            self.fill().await;
+        }
+    }
+
+    /// Heartbeats and cancel requests for our jobs.
+    async fn beat(&self) {
+        let ids: Vec<i64> = self
+            .inner
+            .running
+            .lock()
+            .expect("pool lock")
+            .keys()
+            .copied()
+            .collect();
+        match queue::heartbeat(&self.inner.db, &ids).await {
+            Ok(cancel) => {
+                let running = self.inner.running.lock().expect("pool lock");
+                for id in cancel {
+                    if let Some(job) = running.get(&id) {
+                        job.cancel.cancel();
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+    }
+
+    /// Recover jobs of dead replicas and wipe expired credentials.
+    async fn sweep(&self) {
+        let inner = &self.inner;
+        if let Ok(stale) = chrono::Duration::from_std(inner.config.stale_after)
+            && let Err(e) = job_state::recover_interrupted(&inner.db, Utc::now() - stale).await
+        {
+            tracing::warn!(error = %e, "recovery sweep failed");
+        }
+        match job_state::wipe_expired_credentials(&inner.db, inner.config.credential_retention_days)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                tasks = n,
+                "wiped stored mailbox passwords after the retention period"
+            ),
+            Err(e) => tracing::warn!(error = %e, "credential retention sweep failed"),
+        }
+    }
+
+    async fn fill(&self) {
+        let inner = &self.inner;
+        if inner.stop.is_cancelled() {
+            return;
+        }
+        let free = inner.config.concurrency.saturating_sub(self.running_jobs());
+        match queue::claim(&inner.db, &inner.worker_id, inner.config.limits, free).await {
+            Ok(ids) => ids.into_iter().for_each(|id| self.launch(id)),
+            Err(e) => tracing::warn!(error = %e, "cannot claim jobs"),
+        }
+    }
+
+    fn launch(&self, job_id: i64) {
+        let cancel = CancellationToken::new();
+        let mut running = self.inner.running.lock().expect("pool lock");
+        running.insert(
+            job_id,
+            RunningJob {
+                cancel: cancel.clone(),
+                handle: None,
+            },
+        );
+        let pool = self.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = pool.run_job(job_id, cancel).await {
+                tracing::error!(job_id, error = %e, "job bookkeeping failed");
+            }
+            pool.inner
+                .running
+                .lock()
+                .expect("pool lock")
+                .remove(&job_id);
+            pool.wake();
+        });
+        if let Some(job) = running.get_mut(&job_id) {
+            job.handle = Some(handle);
+        }
+    }
+
+    async fn run_job(&self, job_id: i64, cancel: CancellationToken) -> anyhow::Result<()> {
+        let inner = &self.inner;
+        let job = job::Entity::find_by_id(job_id)
+            .one(&inner.db)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("job vanished"))?;
+        let task = task::Entity::find_by_id(job.task_id)
+            .one(&inner.db)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("task vanished"))?;
+        self.publish_status(&task, &job, JobStatus::Running.as_str(), None, None);
+        let log_path = inner
+            .config
+            .log_dir
+            .join("jobs")
+            .join(format!("task-{}", task.id))
+            .join(format!("job-{job_id}.log"));
+        let started = Instant::now();
+        let result = match self.spec(&task, &job, log_path.clone()) {
+            Err(reason) => failed_before_start(reason),
+            Ok(spec) => match inner.engines.get(&task.engine) {
+                Err(reason) => failed_before_start(reason),
+                Ok(engine) => {
+                    let _ = write_attempt_header(&log_path, job.attempts, engine.name());
+                    self.set_log_path(job_id, &log_path).await;
+                    let observer = Arc::new(Observer::new(self.clone(), task.owner_id, task.id));
+                    let persister = observer.clone().spawn_persister(job_id);
+                    let result = engine.run(spec, observer.clone(), cancel.clone()).await;
+                    persister.abort();
+                    result
+                }
+            },
+        };
+        if inner.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            // Shutdown: `shutdown()` marks the job interrupted; the next start resumes it.
+            return Ok(());
+        }
+        let retry_at = (result.outcome.retryable
+            && !cancel.is_cancelled()
+            && (job.attempts as u32) < inner.config.max_attempts)
+            .then(|| {
+                let factor = 2u32.saturating_pow((job.attempts.max(1) - 1) as u32);
+                Utc::now()
+                    + chrono::Duration::from_std(inner.config.retry_base * factor)
+                        .unwrap_or_default()
+            });
+        let (job, task) = job_state::finish(
+            &inner.db,
+            job_id,
+            &result,
+            started.elapsed().as_secs_f64(),
+            retry_at,
+        )
+        .await?;
+        self.publish_status(&task, &job, &job.status, job.reason.clone(), job.exit_code);
+        Ok(())
+    }
+
+    fn spec(
+        &self,
+        task: &task::Model,
+        job: &job::Model,
+        log_path: PathBuf,
+    ) -> Result<JobSpec, String> {
+        let key = &self.inner.key;
+        let wiped =
+            "The stored passwords were wiped after the retention period; retry with the passwords.";
+        let password1 = job.password1.as_deref().ok_or(wiped)?;
+        let password2 = job.password2.as_deref().ok_or(wiped)?;
+        let undecryptable = "The stored passwords cannot be decrypted (was the secret key changed?); retry with the passwords.";
+        let password1 =
+            credentials::decrypt(key, job.id, "password1", password1).ok_or(undecryptable)?;
+        let password2 =
+            credentials::decrypt(key, job.id, "password2", password2).ok_or(undecryptable)?;
+        let mut options: MigrationOptions = serde_json::from_str(&task.options)
+            .map_err(|e| format!("stored options are unreadable: {e}"))?;
+        if let Some(extra) = &job.extra_args {
+            let extra: Vec<String> = serde_json::from_str(extra)
+                .map_err(|e| format!("stored row options are unreadable: {e}"))?;
+            options.extra_args.extend(extra);
+        }
+        Ok(JobSpec {
+            job_id: job.id,
+            task_id: task.id,
+            host1: parse_host(&job.host1).map_err(|e| e.to_string())?,
+            user1: job.user1.clone(),
+            password1,
+            host2: parse_host(&job.host2).map_err(|e| e.to_string())?,
+            user2: job.user2.clone(),
+            password2,
+            options,
+            log_path,
+            work_dir: self.inner.config.run_dir.join(format!("job-{}", job.id)),
+        })
+    }
+
+    async fn set_log_path(&self, job_id: i64, path: &std::path::Path) {
+        use sea_orm::{ColumnTrait, QueryFilter, sea_query::Expr};
+        let _ = job::Entity::update_many()
+            .col_expr(
+                job::Column::LogPath,
+                Expr::value(path.display().to_string()),
+            )
+            .filter(job::Column::Id.eq(job_id))
+            .exec(&self.inner.db)
+            .await;
+    }
+
+    fn publish_status(
+        &self,
+        task: &task::Model,
+        job: &job::Model,
+        status: &str,
+        reason: Option<String>,
+        exit_code: Option<i32>,
+    ) {
+        let bus = &self.inner.bus;
+        bus.publish(Event {
+            owner_id: task.owner_id,
+            task_id: task.id,
+            job_id: Some(job.id),
+            kind: EventKind::JobStatus {
+                status: status.to_string(),
+                reason,
+                exit_code,
+            },
+            origin: String::new(),
+        });
+        bus.publish(Event {
+            owner_id: task.owner_id,
+            task_id: task.id,
+            job_id: None,
+            kind: EventKind::TaskStatus {
+                status: task.status.clone(),
+                queued: task.jobs_queued,
+                running: task.jobs_running,
+                succeeded: task.jobs_succeeded,
+                warning: task.jobs_warning,
+                failed: task.jobs_failed,
+                cancelled: task.jobs_cancelled,
+            },
+            origin: String::new(),
+        });
+    }
+
+    /// Stop claiming, stop running jobs (TERM, then KILL after the engine's grace), and
+    /// mark them interrupted so the next start queues them again.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        inner.stop.cancel();
+        inner
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let (ids, handles): (Vec<i64>, Vec<JoinHandle<()>>) = {
+            let mut running = inner.running.lock().expect("pool lock");
+            running
+                .iter_mut()
+                .map(|(id, job)| {
+                    job.cancel.cancel();
+                    (*id, job.handle.take())
+                })
+                .filter_map(|(id, h)| h.map(|h| (id, h)))
+                .unzip()
+        };
+        for handle in handles {
+            let _ = handle.await;
+        }
+        if let Err(e) = job_state::mark_interrupted(&inner.db, &ids).await {
+            tracing::error!(error = %e, "cannot mark running jobs interrupted");
+        } else if !ids.is_empty() {
+            tracing::info!(
+                jobs = ids.len(),
+                "running jobs marked interrupted; they resume at the next start"
+            );
+        }
+    }
+}
+
+fn failed_before_start(reason: String) -> RunResult {
+    RunResult {
+        outcome: Outcome {
+            status: JobStatus::Failed,
+            exit_code: None,
+            exit_name: "NOT_STARTED".into(),
+            reason,
+            retryable: false,
+        },
+        summary: RunSummary::default(),
+    }
+}
+
+fn write_attempt_header(path: &std::path::Path, attempt: i32, engine: &str) -> std::io::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(
+        f,
+        "pymap: attempt {attempt} with {engine} started at {}",
+        Utc::now().to_rfc3339()
+    )
+}
+
+/// Collects a running job's progress; a persister task writes it at most once a second
+/// (at once for rare events) and publishes it.
+struct Observer {
+    pool: Pool,
+    owner_id: i64,
+    task_id: i64,
+    latest: Mutex<Option<Progress>>,
+    rare: Notify,
+}
+
+impl Observer {
+    fn new(pool: Pool, owner_id: i64, task_id: i64) -> Self {
+        Self {
+            pool,
+            owner_id,
+            task_id,
+            latest: Mutex::new(None),
+            rare: Notify::new(),
+        }
+    }
+
+    fn spawn_persister(self: Arc<Self>, job_id: i64) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut last = Instant::now() - Duration::from_secs(1);
+            loop {
+                tokio::select! {
+                    _ = self.rare.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+                if last.elapsed() < Duration::from_secs(1) {
+                    // Rare events may arrive in bursts: still at most one write a second.
+                    tokio::time::sleep(Duration::from_secs(1).saturating_sub(last.elapsed())).await;
+                }
+                let Some(progress) = self.latest.lock().expect("observer lock").take() else {
+                    continue;
+                };
+                last = Instant::now();
+                if let Err(e) =
+                    job_state::save_progress(&self.pool.inner.db, job_id, &progress).await
+                {
+                    tracing::warn!(job_id, error = %e, "cannot save progress");
+                }
+                self.pool.inner.bus.publish(Event {
+                    owner_id: self.owner_id,
+                    task_id: self.task_id,
+                    job_id: Some(job_id),
+                    kind: EventKind::JobProgress { progress },
+                    origin: String::new(),
+                });
+            }
+        })
+    }
+}
+
+impl JobObserver for Observer {
+    fn progress(&self, _job_id: i64, progress: &Progress, rare: bool) {
+        *self.latest.lock().expect("observer lock") = Some(progress.clone());
+        if rare {
+            self.rare.notify_one();
+        }
+    }
+
+    fn line(&self, job_id: i64, line: &str) {
+        self.pool.inner.bus.publish(Event {
+            owner_id: self.owner_id,
+            task_id: self.task_id,
+            job_id: Some(job_id),
+            kind: EventKind::LogLine {
+                line: line.to_string(),
+            },
+            origin: String::new(),
+        });
+    }
+}
