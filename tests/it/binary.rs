@@ -214,3 +214,137 @@ fn configuration_errors_exit_2_with_a_clear_message() {
         "{err}"
     );
 }
+
+/// `pymap sync` runs one migration in the foreground with the same runner; exit 0 only
+/// for success. (Process handling, not migration: imapsync is the replaying stand-in.)
+#[test]
+fn sync_command_exit_status_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let standin = env!("CARGO_BIN_EXE_imapsync-standin");
+    let run = |user: &str| {
+        let mut child = pymap(dir.path())
+            .args([
+                "sync",
+                "--host1",
+                "src.example.com",
+                "--user1",
+                user,
+                "--host2",
+                "dst.example.com:143",
+                "--user2",
+                user,
+                "--passwords-stdin",
+            ])
+            .env("PYMAP_IMAPSYNC_PATH", standin)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"secret one\nsecret two\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let ok = run("standin-g+speed20@example.com");
+    let report = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{report}");
+    assert!(report.contains("status:      succeeded"), "{report}");
+    let warning = run("standin-a+speed50@example.com");
+    let report = String::from_utf8_lossy(&warning.stdout);
+    assert_eq!(
+        warning.status.code(),
+        Some(1),
+        "a warning is not a success: {report}"
+    );
+    assert!(
+        report.contains("4 messages") && report.contains("transferred: 296"),
+        "{report}"
+    );
+    let auth = run("standin-c+speed20@example.com");
+    assert_eq!(auth.status.code(), Some(1));
+    for out in [&ok, &warning, &auth] {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !all.contains("secret one") && !all.contains("secret two"),
+            "{all}"
+        );
+    }
+    // The report names the log; it holds the replayed output and no password.
+    let log_line = report.lines().find(|l| l.starts_with("log:")).unwrap();
+    let log = std::fs::read_to_string(log_line.trim_start_matches("log:").trim()).unwrap();
+    assert!(log.contains("Exiting with return value"));
+    assert!(!log.contains("secret one"));
+}
+
+/// `pymap batch` validates the whole file (errors per line, nothing created) and prints
+/// the new task's id.
+#[test]
+fn batch_command_submits_or_names_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let standin = env!("CARGO_BIN_EXE_imapsync-standin");
+    // The task's owner (admin by default) must exist: create it as an operator would.
+    let mut child = pymap(dir.path())
+        .args(["user", "create", "admin", "--admin", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"admin-password-1\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    std::fs::write(
+        dir.path().join("bad.txt"),
+        "a@x.example pw\nonly-three fields here\n",
+    )
+    .unwrap();
+    let out = pymap(dir.path())
+        .args([
+            "batch",
+            "bad.txt",
+            "--source",
+            "src.example.com",
+            "--destination",
+            "dst.example.com",
+        ])
+        .env("PYMAP_IMAPSYNC_PATH", standin)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2"), "{err}");
+    std::fs::write(
+        dir.path().join("good.csv"),
+        "user1,password1,user2,password2\na@x.example,\"p,w \"\"1\"\"\",b@y.example,pw2\n",
+    )
+    .unwrap();
+    let out = pymap(dir.path())
+        .args([
+            "batch",
+            "good.csv",
+            "--source",
+            "src.example.com",
+            "--destination",
+            "dst.example.com",
+        ])
+        .env("PYMAP_IMAPSYNC_PATH", standin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(id >= 1);
+}

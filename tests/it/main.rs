@@ -9,6 +9,7 @@ mod harness;
 mod auth;
 mod binary;
 mod config;
+mod events;
 mod health;
 mod pool;
 mod runner;
