@@ -188,10 +188,15 @@ async fn statuses_and_retries(backend: Backend) {
         ("failed", Some(102), 2)
     );
     let log = std::fs::read_to_string(e.log_path.as_deref().unwrap()).unwrap();
-    assert_eq!(
-        log.matches("pymap: attempt").count(),
-        2,
-        "both attempts in one log"
+    let starts: Vec<chrono::DateTime<chrono::Utc>> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("pymap: attempt "))
+        .map(|l| l.rsplit(" started at ").next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(starts.len(), 2, "both attempts in one log");
+    assert!(
+        starts[1] - starts[0] >= chrono::Duration::seconds(1),
+        "backoff before the retry"
     );
 
     let t = task_of(&app, task.id).await;
@@ -387,8 +392,13 @@ async fn restart_recovery(backend: Backend) {
     crashed.claimed_by = Set(Some("dead-host:1:x".into()));
     crashed.heartbeat_at = Set(Some(chrono::Utc::now() - chrono::Duration::hours(1)));
     crashed.update(&db).await.unwrap();
+    // A pass file left behind by the dead process is removed at start.
+    let stale = config.data_dir.join("run/job-999999");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("passfile1"), "old secret\n").unwrap();
     // Start again on the same data: the job is queued again and completes.
     let app = TestApp::start_with(config, dir).await;
+    assert!(!stale.exists(), "stale pass files removed at start");
     let jobs = wait_final(&app, task.id, Duration::from_secs(60)).await;
     assert_eq!(jobs[0].status, "warning");
     assert_eq!(jobs[0].attempts, 2);
