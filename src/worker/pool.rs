@@ -55,6 +55,9 @@ impl EngineCheck for Engines {
     }
 }
 
+/// How often the pool looks for tasks created by other processes.
+const WATCH_INTERVAL: Duration = Duration::from_millis(25);
+
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
     pub concurrency: usize,
@@ -166,12 +169,24 @@ impl Pool {
         let inner = &self.inner;
         let mut last_beat = Instant::now();
         let mut last_sweep = Instant::now() - Duration::from_secs(3600);
+        let mut last_poll = Instant::now();
+        let mut newest_task = queue::newest_task(&inner.db).await.unwrap_or_default();
         loop {
             tokio::select! {
                 _ = inner.stop.cancelled() => break,
                 _ = inner.wake.notified() => {}
-                _ = tokio::time::sleep(inner.config.poll_interval) => {}
+                _ = tokio::time::sleep(WATCH_INTERVAL) => {
+                    // Tasks submitted by another process (`pymap batch`, another replica)
+                    // cannot wake us: a cheap primary-key lookup notices them quickly,
+                    // while the full claim query runs only at the poll interval.
+                    let newest = queue::newest_task(&inner.db).await.unwrap_or(newest_task);
+                    if newest == newest_task && last_poll.elapsed() < inner.config.poll_interval {
+                        continue;
+                    }
+                    newest_task = newest;
+                }
             }
+            last_poll = Instant::now();
             if last_beat.elapsed() >= Duration::from_secs(1) {
                 last_beat = Instant::now();
                 self.beat().await;

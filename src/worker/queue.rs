@@ -172,6 +172,17 @@ pub async fn claim(
     Ok(claimed)
 }
 
+/// Id of the newest task (0 when none): a primary-key lookup, cheap enough to poll.
+pub async fn newest_task(db: &DatabaseConnection) -> Result<i64, sea_orm::DbErr> {
+    let id: Option<Option<i64>> = entity::task::Entity::find()
+        .select_only()
+        .column_as(entity::task::Column::Id.max(), "id")
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(id.flatten().unwrap_or(0))
+}
+
 /// Keep our running jobs' heartbeats fresh and report which ones were asked to stop.
 pub async fn heartbeat(db: &DatabaseConnection, ids: &[i64]) -> Result<Vec<i64>, sea_orm::DbErr> {
     if ids.is_empty() {
