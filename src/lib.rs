@@ -3,6 +3,7 @@
 //! `main.rs` parses the command line and calls [`cli::dispatch`]; tests use [`router`]
 //! and [`run`] to start the server in-process.
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;

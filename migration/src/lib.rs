@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_accounts;
 mod m20261123_000002_tasks_jobs;
+mod m20261123_000003_api_tokens;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_accounts::Migration),
             Box::new(m20261123_000002_tasks_jobs::Migration),
+            Box::new(m20261123_000003_api_tokens::Migration),
         ]
     }
 }

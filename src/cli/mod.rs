@@ -1,6 +1,7 @@
 //! Command-line interface: `serve`, `migrate`, `config show`, `user …`, `healthcheck`,
 //! `sync` and `batch`.
 
+mod dev;
 mod migrate;
 
 use std::{io::BufRead, path::PathBuf, process::ExitCode, time::Duration};
@@ -63,6 +64,9 @@ pub enum Command {
     Sync(migrate::SyncArgs),
     /// Submit a batch file as a task for the server's workers; prints the task id.
     Batch(migrate::BatchArgs),
+    /// Developer tools (benchmark data).
+    #[command(subcommand)]
+    Dev(dev::DevCommand),
     /// Exit 0 only when the running server reports ready (for container HEALTHCHECKs).
     Healthcheck {
         #[arg(long, default_value_t = 5)]
@@ -199,6 +203,7 @@ async fn run_command(command: Command, loaded: Loaded) -> anyhow::Result<ExitCod
         Command::User(cmd) => return user_command(cmd, &config).await,
         Command::Sync(args) => return migrate::sync(args, &config).await,
         Command::Batch(args) => return migrate::batch(args, &config).await,
+        Command::Dev(cmd) => return dev::run(cmd, &config).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -21,8 +21,13 @@ use serde_json::{Map as JsonMap, Value as Json};
 use super::Config;
 
 /// Keys whose values are secrets: they accept a `<key>_file` twin and are redacted.
-pub(crate) const SECRET_KEYS: &[&str] =
-    &["secret_key", "admin_password", "database_url", "redis_url"];
+pub(crate) const SECRET_KEYS: &[&str] = &[
+    "secret_key",
+    "admin_password",
+    "database_url",
+    "redis_url",
+    "metrics.token",
+];
 /// Old Pymap `config.json` keys that still mean something, and what they mean now.
 const ALIASES: &[(&str, &str)] = &[
     ("pymap_logdir", "log_dir"),
@@ -230,40 +235,39 @@ fn place(
     origin: String,
 ) -> Result<(), ConfigError> {
     let dotted = path.join(".");
-    if path.len() == 1 {
-        if let Some(secret) = path[0]
-            .strip_suffix("_file")
-            .filter(|s| SECRET_KEYS.contains(s))
-        {
-            let Json::String(file) = &value else {
-                return Err(ConfigError::invalid(
-                    &dotted,
-                    origin,
-                    "expected a file path",
-                ));
-            };
-            if layer.sources.contains_key(secret) {
-                return Err(ConfigError::invalid(
-                    &dotted,
-                    origin,
-                    format!("both `{secret}` and `{dotted}` are set; use one"),
-                ));
-            }
-            let secret_value = read_secret_file(secret, file, &origin)?;
-            layer.insert(
-                &[secret.to_string()],
-                secret_value,
-                format!("file {file} (named by {origin})"),
-            );
-            return Ok(());
-        }
-        if SECRET_KEYS.contains(&path[0].as_str()) && layer.sources.contains_key(&dotted) {
+    if let Some(secret) = dotted
+        .strip_suffix("_file")
+        .filter(|s| SECRET_KEYS.contains(s))
+    {
+        let Json::String(file) = &value else {
             return Err(ConfigError::invalid(
                 &dotted,
                 origin,
-                format!("both `{dotted}` and `{dotted}_file` are set; use one"),
+                "expected a file path",
+            ));
+        };
+        if layer.sources.contains_key(secret) {
+            return Err(ConfigError::invalid(
+                &dotted,
+                origin,
+                format!("both `{secret}` and `{dotted}` are set; use one"),
             ));
         }
+        let secret_value = read_secret_file(secret, file, &origin)?;
+        let target: Vec<String> = secret.split('.').map(str::to_string).collect();
+        layer.insert(
+            &target,
+            secret_value,
+            format!("file {file} (named by {origin})"),
+        );
+        return Ok(());
+    }
+    if SECRET_KEYS.contains(&dotted.as_str()) && layer.sources.contains_key(&dotted) {
+        return Err(ConfigError::invalid(
+            &dotted,
+            origin,
+            format!("both `{dotted}` and `{dotted}_file` are set; use one"),
+        ));
     }
     if known.contains(&dotted) {
         layer.insert(&path, value, origin);
@@ -356,7 +360,7 @@ fn env_layer(vars: &[(String, String)], known: &[String]) -> Result<Layer, Confi
         path[0] = canonical(&path[0]);
         let dotted = path.join(".");
         let value = match dotted.as_str() {
-            "trusted_proxies" => list_value(name, raw)?,
+            "trusted_proxies" | "metrics.trusted" => list_value(&dotted, name, raw)?,
             "hosts" => serde_json::from_str(raw).map_err(|e| {
                 ConfigError::invalid(
                     "hosts",
@@ -378,14 +382,10 @@ fn env_layer(vars: &[(String, String)], known: &[String]) -> Result<Layer, Confi
 }
 
 /// A list from the environment: JSON (`["a","b"]`) or comma/space separated.
-fn list_value(name: &str, raw: &str) -> Result<Json, ConfigError> {
+fn list_value(key: &str, name: &str, raw: &str) -> Result<Json, ConfigError> {
     if raw.trim_start().starts_with('[') {
         return serde_json::from_str(raw).map_err(|e| {
-            ConfigError::invalid(
-                "trusted_proxies",
-                format!("environment variable {name}"),
-                e.to_string(),
-            )
+            ConfigError::invalid(key, format!("environment variable {name}"), e.to_string())
         });
     }
     Ok(Json::Array(
@@ -588,6 +588,27 @@ fn validate(config: &Config, sources: &BTreeMap<String, String>) -> Result<(), C
         .is_some_and(|k| k.expose().len() < 32)
     {
         return fail("secret_key", "must be at least 32 characters".into());
+    }
+    match config.metrics.mode {
+        super::MetricsMode::Token
+            if config
+                .metrics
+                .token
+                .as_ref()
+                .is_none_or(|t| t.expose().len() < 16) =>
+        {
+            return fail(
+                "metrics.token",
+                "must be set (at least 16 characters) when metrics.mode is token".into(),
+            );
+        }
+        super::MetricsMode::Trusted if config.metrics.trusted.is_empty() => {
+            return fail(
+                "metrics.trusted",
+                "must list at least one address or range when metrics.mode is trusted".into(),
+            );
+        }
+        _ => {}
     }
     Ok(())
 }

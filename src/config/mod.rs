@@ -111,6 +111,32 @@ pub struct Config {
     pub batch_max_lines: usize,
     /// Days after a task ends before its stored mailbox passwords are wiped.
     pub credential_retention_days: u32,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsConfig,
+}
+
+/// Access to `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsMode {
+    /// `/metrics` answers 404.
+    #[default]
+    Off,
+    /// Scrapers send `Authorization: Bearer <metrics.token>`.
+    Token,
+    /// Clients whose address is within `metrics.trusted`.
+    Trusted,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    pub mode: MetricsMode,
+    /// Bearer token for `mode = token` (at least 16 characters).
+    pub token: Option<Secret>,
+    /// Addresses or CIDR ranges allowed with `mode = trusted` (the client address as
+    /// determined with `trusted_proxies`).
+    pub trusted: Vec<IpNet>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -175,6 +201,7 @@ impl Default for Config {
             imapsync_path: None,
             batch_max_lines: 5000,
             credential_retention_days: 7,
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -9,8 +9,14 @@ pub mod credentials;
 pub mod hosts;
 pub mod imapsync_options;
 pub mod job_state;
+pub mod logs;
 pub mod passwords;
+pub mod profile;
+pub mod query;
+pub mod task_actions;
 pub mod tasks;
+pub mod tokens;
+pub mod web_support;
 
 use std::{net::IpAddr, time::Duration};
 

@@ -104,14 +104,36 @@ fn parse_batch(
     }
 }
 
-struct PlannedJob {
-    pair: MailboxPair,
-    host1: String,
-    host2: String,
-    extra_args: Option<Vec<String>>,
+/// One validated mailbox pair with its effective hosts.
+pub struct PlannedJob {
+    pub pair: MailboxPair,
+    pub host1: String,
+    pub host2: String,
+    pub extra_args: Option<Vec<String>>,
 }
 
+/// A fully validated task, ready to be written (see [`plan`]).
+pub struct Plan {
+    pub owner: user::Model,
+    pub engine: String,
+    pub label: String,
+    pub source: Resolution,
+    pub destination: Resolution,
+    pub options: MigrationOptions,
+    pub jobs: Vec<PlannedJob>,
+}
+
+/// Create a task: validate everything ([`plan`]), then write the task, its jobs and the
+/// audit line in one transaction.
 pub async fn create(env: &TaskEnv<'_>, actor: &Actor, new: NewTask) -> Result<task::Model> {
+    let plan = plan(env, actor, new).await?;
+    insert(env, actor, plan).await
+}
+
+/// Validate a submission without writing anything (also the first half of
+/// [`create`], and what a preflight check shows). Every problem is reported at once, each
+/// with its field and batch line.
+pub async fn plan(env: &TaskEnv<'_>, actor: &Actor, new: NewTask) -> Result<Plan> {
     let db = env.db;
     let mut errors = Vec::new();
     let owner = match (&new.owner, actor.id) {
@@ -232,14 +254,34 @@ pub async fn create(env: &TaskEnv<'_>, actor: &Actor, new: NewTask) -> Result<ta
     if !errors.is_empty() {
         return Err(ServiceError::InvalidMany(errors));
     }
-
-    let now = Utc::now();
     let label = if label.is_empty() {
         format!("{} → {}", source.resolved, destination.resolved)
     } else {
         label
     };
-    let txn = crate::db::write_txn(db).await?;
+    Ok(Plan {
+        owner,
+        engine,
+        label,
+        source,
+        destination,
+        options,
+        jobs: planned,
+    })
+}
+
+async fn insert(env: &TaskEnv<'_>, actor: &Actor, plan: Plan) -> Result<task::Model> {
+    let Plan {
+        owner,
+        engine,
+        label,
+        source,
+        destination,
+        options,
+        jobs: planned,
+    } = plan;
+    let now = Utc::now();
+    let txn = crate::db::write_txn(env.db).await?;
     let task = task::ActiveModel {
         owner_id: Set(owner.id),
         label: Set(label),

@@ -1,4 +1,4 @@
-//! Login, logout, the signed-in user and the placeholder home page.
+//! Login, logout and the signed-in user.
 
 use poem::{
     FromRequest, IntoResponse, Request, RequestBody, Response, handler,
@@ -9,13 +9,13 @@ use poem::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ClientAddr, Error, RequestId, csrf, templates};
+use super::{ClientAddr, Error, csrf, templates};
 use crate::{
     service::{self, Actor, ServiceError, auth::LoginLimits},
     state::AppState,
 };
 
-const USER_ID: &str = "user_id";
+pub(crate) const USER_ID: &str = "user_id";
 
 /// The signed-in user, re-read from the database on every request so that disabling an
 /// account ends its sessions at once.
@@ -67,15 +67,7 @@ fn page(
     name: &str,
     extra: serde_json::Value,
 ) -> Result<Html<String>, Error> {
-    let rid = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
-    let mut ctx = json!({ "csrf_token": csrf::token(session, state), "request_id": rid });
-    if let (Some(obj), serde_json::Value::Object(more)) = (ctx.as_object_mut(), extra) {
-        obj.extend(more);
-    }
+    let ctx = super::page::base_context(state, req, session, None, extra);
     templates::render(&state.templates, name, ctx).map(Html)
 }
 
@@ -167,20 +159,4 @@ pub async fn logout(
         .map_err(Error::from)?;
     session.purge();
     Ok(Redirect::see_other("/login").into_response())
-}
-
-#[handler]
-pub async fn home(
-    req: &Request,
-    session: &Session,
-    Data(state): Data<&AppState>,
-    user: CurrentUser,
-) -> poem::Result<Html<String>> {
-    Ok(page(
-        state,
-        req,
-        session,
-        "home.html",
-        json!({ "user": { "name": user.user.name, "role": user.user.role } }),
-    )?)
 }

@@ -109,6 +109,7 @@ pub async fn around<E: Endpoint>(ep: E, mut req: Request) -> poem::Result<Respon
 
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let theme = super::page::theme(&req);
     let span = tracing::info_span!("request", id = %rid);
     let started = std::time::Instant::now();
     let result = ep.call(req).instrument(span.clone()).await;
@@ -116,7 +117,7 @@ pub async fn around<E: Endpoint>(ep: E, mut req: Request) -> poem::Result<Respon
         Ok(resp) => resp.into_response(),
         // Redirects travel as errors (e.g. "log in first"): pass them through.
         Err(err) if err.status().is_redirection() => err.into_response(),
-        Err(err) => error_response(&state, &rid, err),
+        Err(err) => error_response(&state, &rid, theme, err),
     };
     let _enter = span.enter();
     tracing::info!(
@@ -142,14 +143,15 @@ pub async fn render_errors<E: Endpoint>(ep: E, req: Request) -> poem::Result<Res
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_default();
+    let theme = super::page::theme(&req);
     Ok(match ep.call(req).await {
         Ok(resp) => resp.into_response(),
         Err(err) if err.status().is_redirection() => err.into_response(),
-        Err(err) => error_response(&state, &rid, err),
+        Err(err) => error_response(&state, &rid, theme, err),
     })
 }
 
-fn error_response(state: &AppState, rid: &str, err: poem::Error) -> Response {
+fn error_response(state: &AppState, rid: &str, theme: &str, err: poem::Error) -> Response {
     let (status, message, retry_after) = match err.downcast_ref::<Error>() {
         Some(Error::Internal(context)) => {
             tracing::error!(error = %context, "request failed");
@@ -182,7 +184,13 @@ fn error_response(state: &AppState, rid: &str, err: poem::Error) -> Response {
     let body = templates::render(
         &state.templates,
         "error.html",
-        json!({ "status": status.as_u16(), "reason": status.canonical_reason(), "message": message, "request_id": rid }),
+        json!({
+            "status": status.as_u16(),
+            "reason": status.canonical_reason(),
+            "message": message,
+            "request_id": rid,
+            "theme": theme,
+        }),
     )
     .unwrap_or_else(|_| format!("{} {message} (request id {rid})", status.as_u16()));
     let mut resp = poem::web::Html(body).with_status(status).into_response();

@@ -18,21 +18,25 @@ pub fn healthz() -> Json<serde_json::Value> {
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[handler]
-pub async fn readyz(Data(state): Data<&AppState>) -> Response {
-    let database = match tokio::time::timeout(CHECK_TIMEOUT, crate::db::ping(&state.db)).await {
+/// `ok`, `unreachable` or `timeout`.
+pub async fn database_status(state: &AppState) -> String {
+    match tokio::time::timeout(CHECK_TIMEOUT, crate::db::ping(&state.db)).await {
         Ok(Ok(())) => "ok".to_string(),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: database check failed");
             "unreachable".into()
         }
         Err(_) => "timeout".into(),
-    };
-    let redis = match &state.redis {
+    }
+}
+
+/// `ok`, `unreachable`, `timeout` or `not configured`.
+pub async fn redis_status(state: &AppState) -> String {
+    match &state.redis {
         None => "not configured".to_string(),
         Some(conn) => {
             let mut conn = conn.clone();
-            let mut cmd = redis::cmd("PING");
+            let cmd = redis::cmd("PING");
             match tokio::time::timeout(CHECK_TIMEOUT, cmd.query_async::<String>(&mut conn)).await {
                 Ok(Ok(_)) => "ok".into(),
                 Ok(Err(e)) => {
@@ -42,7 +46,13 @@ pub async fn readyz(Data(state): Data<&AppState>) -> Response {
                 Err(_) => "timeout".into(),
             }
         }
-    };
+    }
+}
+
+#[handler]
+pub async fn readyz(Data(state): Data<&AppState>) -> Response {
+    let database = database_status(state).await;
+    let redis = redis_status(state).await;
     let ready = database == "ok" && matches!(redis.as_str(), "ok" | "not configured");
     let status = if ready {
         StatusCode::OK

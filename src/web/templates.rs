@@ -8,6 +8,14 @@ pub type Templates = Environment<'static>;
 
 pub fn environment() -> Templates {
     let mut env = Environment::new();
+    // Block tags do not leave their indentation and newline behind (500-row tables).
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .expect("default delimiters are valid"),
+    );
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
     if cfg!(debug_assertions) && std::path::Path::new(dir).is_dir() {
         env.set_loader(minijinja::path_loader(dir));
@@ -15,7 +23,15 @@ pub fn environment() -> Templates {
     } else {
         minijinja_embed::load_templates!(&mut env);
     }
-    env.add_global("asset_css", super::assets::css_path());
+    // Marked safe: the HTML escaper would turn their slashes into `&#x2f;`.
+    env.add_global(
+        "asset_css",
+        Value::from_safe_string(super::assets::css_path().into()),
+    );
+    env.add_global(
+        "asset_js",
+        Value::from_safe_string(super::assets::js_path().into()),
+    );
     env
 }
 

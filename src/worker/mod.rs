@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod events;
 pub mod imapsync;
+pub mod native;
 pub mod pool;
 pub mod queue;
 pub mod status;

@@ -6,12 +6,21 @@
 
 mod harness;
 
+mod api;
+mod api_fuzz;
 mod auth;
 mod binary;
+mod browser;
 mod config;
+mod dovecot;
 mod events;
 mod health;
+mod native;
 mod pool;
 mod runner;
 mod standin;
 mod storage;
+mod web;
+mod web_account;
+mod web_tasks;
+mod web_weight;

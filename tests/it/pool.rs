@@ -398,6 +398,11 @@ async fn restart_recovery(backend: Backend) {
     std::fs::write(stale.join("passfile1"), "old secret\n").unwrap();
     // Start again on the same data: the job is queued again and completes.
     let app = TestApp::start_with(config, dir).await;
+    // The pool starts with the server task: give it a moment.
+    let started = Instant::now();
+    while stale.exists() && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(!stale.exists(), "stale pass files removed at start");
     let jobs = wait_final(&app, task.id, Duration::from_secs(60)).await;
     assert_eq!(jobs[0].status, "warning");
