@@ -21,4 +21,4 @@ if [ -z "$PYMAP_TEST_DOVECOT" ]; then
 fi
 # The bench is an ignored test of the integration binary: it reuses the Dovecot harness and
 # runs the engine in a child process of that binary to measure it alone.
-exec cargo test --release --locked --test it native::bench_engine -- --ignored --exact --nocapture --test-threads=1
+exec cargo test --release --locked --test it native::bench::bench_engine -- --ignored --exact --nocapture --test-threads=1

@@ -18,6 +18,7 @@ use crate::{
         engine::Engine,
         events::EventBus,
         imapsync::runner::ImapsyncEngine,
+        native::{NativeEngine, NativeOptions},
         pool::{Engines, Pool, PoolConfig},
         queue::Limits,
     },
@@ -140,7 +141,7 @@ pub fn engines(config: &Config) -> Engines {
     }
     Engines {
         imapsync,
-        native: Err("the native IMAP engine is not available in this version".into()),
+        native: Ok(Arc::new(NativeEngine::new(NativeOptions::default())) as Arc<dyn Engine>),
     }
 }
 

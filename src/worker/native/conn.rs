@@ -11,23 +11,18 @@
 use std::{
     collections::{HashSet, VecDeque},
     io,
-    pin::Pin,
-    task::{Context, Poll},
     time::Duration,
 };
 
-use rustls::pki_types::ServerName;
 use tokio::{
-    io::{
-        AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
-        ReadBuf,
-    },
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter},
     net::TcpStream,
 };
-use tokio_rustls::{TlsConnector, client::TlsStream};
 
 use super::{
-    ErrorKind, NativeError as Error, Side, tls, utf7,
+    ErrorKind, NativeError as Error, Side,
+    tls::{Stream, handshake},
+    utf7,
     wire::{self, Part, Resp, Status},
 };
 use crate::service::{batch::Secret, hosts::HostSpec, imapsync_options::TlsMode};
@@ -71,59 +66,6 @@ impl Endpoint {
         } else {
             143
         })
-    }
-}
-
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Parked in a connection during the STARTTLS swap; any I/O on it fails.
-    Detached,
-}
-
-fn detached() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "connection detached")
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Stream::Detached => Poll::Ready(Err(detached())),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Stream::Detached => Poll::Ready(Err(detached())),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Stream::Detached => Poll::Ready(Err(detached())),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Stream::Detached => Poll::Ready(Err(detached())),
-        }
     }
 }
 
@@ -312,80 +254,7 @@ impl Conn {
         self.refresh_caps().await
     }
 
-    async fn login(&mut self, ep: &Endpoint) -> Result<(), Error> {
-        let method = match ep.auth {
-            AuthMethod::Auto if self.has("AUTH=PLAIN") => AuthMethod::Plain,
-            AuthMethod::Auto => AuthMethod::Login,
-            m => m,
-        };
-        let (user, pass) = (ep.user.as_bytes(), ep.password.expose().as_bytes());
-        let done = match method {
-            AuthMethod::Plain => {
-                let mut sasl = Vec::with_capacity(user.len() + pass.len() + 2);
-                sasl.push(0);
-                sasl.extend_from_slice(user);
-                sasl.push(0);
-                sasl.extend_from_slice(pass);
-                let b64 = utf7::base64_standard(&sasl);
-                if self.has("SASL-IR") {
-                    self.run(&[Arg::Raw(b"AUTHENTICATE PLAIN "), Arg::Raw(b64.as_bytes())])
-                        .await?
-                } else {
-                    let tag = self.send(&[Arg::Raw(b"AUTHENTICATE PLAIN")]).await?;
-                    self.flush().await?;
-                    loop {
-                        match self.next_response().await? {
-                            Resp::Continue(_) => break,
-                            Resp::Status {
-                                tag: Some(t), text, ..
-                            } if t == tag => {
-                                return Err(self.err(ErrorKind::Auth, text));
-                            }
-                            _ => {}
-                        }
-                    }
-                    self.write(b64.as_bytes()).await?;
-                    self.write(b"\r\n").await?;
-                    self.finish(&tag).await?
-                }
-            }
-            _ => {
-                if self.has("LOGINDISABLED") {
-                    return Err(self.err(
-                        ErrorKind::Auth,
-                        "the server refuses LOGIN on this connection (LOGINDISABLED): use TLS"
-                            .into(),
-                    ));
-                }
-                self.run(&[
-                    Arg::Raw(b"LOGIN "),
-                    Arg::Str(user),
-                    Arg::Raw(b" "),
-                    Arg::Str(pass),
-                ])
-                .await?
-            }
-        };
-        if done.status != Status::Ok {
-            let text = if done.text.is_empty() {
-                "authentication failed".into()
-            } else {
-                done.text
-            };
-            return Err(self.err(ErrorKind::Auth, text));
-        }
-        match done
-            .code
-            .as_deref()
-            .and_then(|c| c.strip_prefix("CAPABILITY "))
-        {
-            Some(_) => self.set_caps_from(done.code.as_deref()),
-            None => self.refresh_caps().await?,
-        }
-        Ok(())
-    }
-
-    fn set_caps_from(&mut self, code: Option<&str>) {
+    pub(super) fn set_caps_from(&mut self, code: Option<&str>) {
         if let Some(list) = code.and_then(|c| c.strip_prefix("CAPABILITY ")) {
             self.caps = list
                 .split_whitespace()
@@ -394,7 +263,7 @@ impl Conn {
         }
     }
 
-    async fn refresh_caps(&mut self) -> Result<(), Error> {
+    pub(super) async fn refresh_caps(&mut self) -> Result<(), Error> {
         let done = self
             .run_ok("CAPABILITY", &[Arg::Raw(b"CAPABILITY")])
             .await?;
@@ -707,39 +576,5 @@ impl Conn {
     pub async fn logout(mut self) {
         self.timeout = Duration::from_secs(2);
         let _ = self.run(&[Arg::Raw(b"LOGOUT")]).await;
-    }
-}
-
-async fn handshake(ep: &Endpoint, tcp: TcpStream) -> Result<TlsStream<TcpStream>, Error> {
-    let side = ep.side;
-    let config = tls::client_config(ep.accept_invalid_certs)
-        .map_err(|e| Error::new(side, ErrorKind::Tls, e))?;
-    let name = ServerName::try_from(ep.host.host.clone()).map_err(|_| {
-        Error::new(
-            side,
-            ErrorKind::Tls,
-            format!("{} is not a valid TLS server name", ep.host.host),
-        )
-    })?;
-    let connect = TlsConnector::from(config).connect(name, tcp);
-    match tokio::time::timeout(ep.connect_timeout, connect).await {
-        Err(_) => Err(Error::new(
-            side,
-            ErrorKind::Tls,
-            format!(
-                "the TLS handshake did not complete within {:?} (does this port speak TLS?)",
-                ep.connect_timeout
-            ),
-        )),
-        Ok(Err(e)) => {
-            let (detail, cert) = tls::describe_error(&e);
-            let kind = if cert {
-                ErrorKind::TlsCert
-            } else {
-                ErrorKind::Tls
-            };
-            Err(Error::new(side, kind, detail))
-        }
-        Ok(Ok(s)) => Ok(s),
     }
 }

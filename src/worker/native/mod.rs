@@ -10,16 +10,20 @@
 //! is missing. It never changes the source (EXAMINE, BODY.PEEK) and never changes a
 //! message on the destination (only APPEND and flag updates).
 //!
-//! Layout: `conn` (TCP/TLS/login and pipelining primitives, over our own small client, see
-//! there why), `wire` (response parser), `utf7` (mailbox names), `tls`, `folders` (listing
-//! and mapping), `identity` (metadata, identity, multiset diff), `copier` (one folder),
-//! `run` (one job), `report` (log and progress), `outcome` (statuses and reasons), `verify`.
+//! Layout: `conn` (connection and pipelining primitives, over our own small client, see
+//! there why), `auth` (login), `tls` (TLS configurations and the transport), `wire`
+//! (response parser), `utf7` (mailbox names), `folders` (listing and mapping), `identity`
+//! (metadata, identity, multiset diff), `copier` (one folder) and `pipeline` (its streaming
+//! FETCH→APPEND), `run` (one job), `report` (log and progress), `outcome` (statuses and
+//! reasons), `verify` (the verifier).
 
+mod auth;
 mod conn;
 mod copier;
 mod folders;
 mod identity;
 mod outcome;
+mod pipeline;
 mod report;
 mod run;
 mod tls;

@@ -2,8 +2,14 @@
 //! accepting any certificate for a side whose admin opted in (self-signed test servers,
 //! appliances with their own CA). The crypto provider is passed explicitly rather than
 //! installed process-wide, so this works whichever providers the rest of the binary links.
+//! Also the transport a connection reads and writes: plain TCP or TLS over TCP.
 
-use std::sync::{Arc, OnceLock};
+use std::{
+    io,
+    pin::Pin,
+    sync::{Arc, OnceLock},
+    task::{Context, Poll},
+};
 
 use rustls::{
     ClientConfig, DigitallySignedStruct, SignatureScheme,
@@ -11,6 +17,13 @@ use rustls::{
     crypto::{CryptoProvider, aws_lc_rs},
     pki_types::{CertificateDer, ServerName, UnixTime},
 };
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+};
+use tokio_rustls::{TlsConnector, client::TlsStream};
+
+use super::{ErrorKind, NativeError as Error, conn::Endpoint};
 
 fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
@@ -145,5 +158,95 @@ pub fn describe_error(e: &std::io::Error) -> (String, bool) {
             false,
         ),
         None => (format!("TLS handshake failed: {e}"), false),
+    }
+}
+
+pub(super) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Parked in a connection during the STARTTLS swap; any I/O on it fails.
+    Detached,
+}
+
+fn detached() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "connection detached")
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+}
+
+pub(super) async fn handshake(
+    ep: &Endpoint,
+    tcp: TcpStream,
+) -> Result<TlsStream<TcpStream>, Error> {
+    let side = ep.side;
+    let config =
+        client_config(ep.accept_invalid_certs).map_err(|e| Error::new(side, ErrorKind::Tls, e))?;
+    let name = ServerName::try_from(ep.host.host.clone()).map_err(|_| {
+        Error::new(
+            side,
+            ErrorKind::Tls,
+            format!("{} is not a valid TLS server name", ep.host.host),
+        )
+    })?;
+    let connect = TlsConnector::from(config).connect(name, tcp);
+    match tokio::time::timeout(ep.connect_timeout, connect).await {
+        Err(_) => Err(Error::new(
+            side,
+            ErrorKind::Tls,
+            format!(
+                "the TLS handshake did not complete within {:?} (does this port speak TLS?)",
+                ep.connect_timeout
+            ),
+        )),
+        Ok(Err(e)) => {
+            let (detail, cert) = describe_error(&e);
+            let kind = if cert {
+                ErrorKind::TlsCert
+            } else {
+                ErrorKind::Tls
+            };
+            Err(Error::new(side, kind, detail))
+        }
+        Ok(Ok(s)) => Ok(s),
     }
 }
