@@ -8,6 +8,9 @@
 # every line replayed reached the job logs (line counts compared).
 #
 # Usage: scripts/bench-pool.sh [JOBS] [CONCURRENCY]
+# SUBMIT=api (default) submits through the REST API, as the UI and scripts do (the server
+# wakes its pool at once); SUBMIT=cli uses `pymap batch`, a separate process, whose task
+# the server notices by polling (within 25 ms).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${1:-1000}
@@ -35,8 +38,31 @@ PY
 ( cd "$WORK" && printf 'pw\n' >p1 && cp p1 p2 && chmod 600 p1 p2 &&
   "$STANDIN" --host1 a --user1 standin-a+speed0+startup0@x --passfile1 p1 --host2 b --user2 u \
     --passfile2 p2 --nodockercontext --nolog --pidfile ./pid --tmpdir . | wc -l >"$WORK/per_run" )
+SUBMIT=${SUBMIT:-api}
 START=$(date +%s.%N)
-TASK=$("$BIN" batch "$WORK/batch.txt" --source src.example.com --destination dst.example.com 2>/dev/null)
+if [ "$SUBMIT" = cli ]; then
+  TASK=$("$BIN" batch "$WORK/batch.txt" --source src.example.com --destination dst.example.com 2>/dev/null)
+  echo "$START" >"$WORK/request_start"
+else
+  # A token for admin (no seeded tasks), then one POST with the whole batch.
+  "$BIN" dev seed --tasks 0 --users 1 --token-for admin 2>/dev/null | tail -n 1 >"$WORK/token"
+  START=$(date +%s.%N)
+  TASK=$(python3 - "$PORT" "$WORK/token" "$WORK/batch.txt" "$WORK/request_start" <<'PY'
+import json, sys, time, urllib.request
+port, token_file, batch_file, start_file = sys.argv[1:]
+body = json.dumps({"source": "src.example.com", "destination": "dst.example.com",
+                   "batch": open(batch_file).read()}).encode()
+req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/tasks", data=body, method="POST",
+    headers={"Authorization": "Bearer " + open(token_file).read().strip(),
+             "Content-Type": "application/json"})
+t0 = time.time()
+with urllib.request.urlopen(req) as resp:
+    task = json.load(resp)["id"]
+open(start_file, "w").write(f"{t0}\n")
+print(task)
+PY
+)
+fi
 DB=$WORK/data/pymap.db
 while :; do
   LEFT=$(sqlite3 "$DB" "select count(*) from jobs where task_id=$TASK and status in ('queued','running')")
@@ -47,29 +73,42 @@ END=$(date +%s.%N)
 read -r HWM < <(awk '/VmHWM/ {print $2}' "/proc/$PID/status")
 read -r UT ST < <(awk '{print $14, $15}' "/proc/$PID/stat")
 TCK=$(getconf CLK_TCK)
-python3 - "$DB" "$TASK" "$START" "$END" "$HWM" "$UT" "$ST" "$TCK" "$JOBS" "$CONC" "$WORK/data/logs" "$(cat "$WORK/per_run")" <<'PY'
-import sqlite3, sys, datetime, glob, statistics
-db, task, start, end, hwm, ut, st, tck, jobs, conc, logs, per_run = sys.argv[1:]
+python3 - "$DB" "$TASK" "$START" "$END" "$HWM" "$UT" "$ST" "$TCK" "$JOBS" "$CONC" "$WORK/data/logs" "$(cat "$WORK/per_run")" "$(cat "$WORK/request_start")" "$SUBMIT" <<'PY'
+import sqlite3, sys, datetime, glob, statistics, subprocess
+db, task, start, end, hwm, ut, st, tck, jobs, conc, logs, per_run, req_start, submit = sys.argv[1:]
 c = sqlite3.connect(db)
 def ts(s):
     s = s.replace(" +00:00", "+00:00").replace("Z", "+00:00")
     return datetime.datetime.fromisoformat(s)
-rows = c.execute("select created_at, started_at, status from jobs where task_id=? order by position", (task,)).fetchall()
+rows = c.execute("select created_at, started_at, status, id from jobs where task_id=? order by position", (task,)).fetchall()
 def pct(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
-lat_all = [(ts(b) - ts(a)).total_seconds() * 1000 for a, b, _ in rows]
+lat_all = [(ts(b) - ts(a)).total_seconds() * 1000 for a, b, *_ in rows]
 # The first wave never waits for a free slot: its latency is pure submit→claim→spawn.
 lat_first = lat_all[: int(conc)]
+# From the moment the client sent the request (API) or started `pymap batch` (CLI).
+lat_req = [(ts(b).timestamp() - float(req_start)) * 1000 for _, b, *_ in rows[: int(conc)]]
+# The runner creates the job's log file immediately before it spawns imapsync: the file's
+# birth time (statx) is the spawn moment, independent of the database's timestamps.
+def born(path):
+    out = subprocess.run(["stat", "-c", "%w", path], capture_output=True, text=True).stdout.strip()
+    day, clock, _ = out.split(" ")
+    return datetime.datetime.fromisoformat(f"{day}T{clock[:15]}+00:00").timestamp()
+lat_spawn = [(born(f"{logs}/jobs/task-{task}/job-{i}.log") - float(req_start)) * 1000
+             for *_, i in rows[: int(conc)]]
 statuses = {}
-for *_, s in rows: statuses[s] = statuses.get(s, 0) + 1
+for _, _, s, _ in rows: statuses[s] = statuses.get(s, 0) + 1
 # Every line a run prints, plus pymap's two own lines (attempt header, exit line), must be logged.
 lines = sum(sum(1 for _ in open(f, errors="replace")) for f in glob.glob(f"{logs}/jobs/task-{task}/*.log"))
 expected = int(jobs) * (int(per_run) + 2)
 wall = float(end) - float(start)
 print(f"jobs={jobs} concurrency={conc} statuses={statuses}")
 print(f"wall_s={wall:.1f} peak_rss_mb={int(hwm)/1024:.1f} cpu_s={(int(ut)+int(st))/int(tck):.1f}")
-print(f"submit_to_spawn_ms first_wave({conc}) p50={pct(lat_first, 50):.0f} p99={pct(lat_first, 99):.0f}")
+print(f"submit={submit}")
+print(f"submit_to_spawn_ms first_wave({conc}) from the start of the submit transaction p50={pct(lat_first, 50):.0f} p99={pct(lat_first, 99):.0f}")
+print(f"submit_to_claim_ms first_wave({conc}) from the client's request p50={pct(lat_req, 50):.0f} p99={pct(lat_req, 99):.0f}")
+print(f"submit_to_spawn_ms first_wave({conc}) from the client's request to the log file's birth p50={pct(lat_spawn, 50):.0f} p99={pct(lat_spawn, 99):.0f}")
 print(f"submit_to_spawn_ms all_jobs p50={pct(lat_all, 50):.0f} p99={pct(lat_all, 99):.0f} (includes waiting for a free slot)")
 print(f"log_lines={lines} expected={expected} lost={expected-lines} ingest_lines_per_s={lines/wall:.0f}")
 PY

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod credentials;
 pub mod hosts;
 pub mod imapsync_options;
+mod job_insert;
 pub mod job_state;
 pub mod logs;
 pub mod passwords;

@@ -14,7 +14,6 @@ use super::{
     Actor, FieldError, Result, ServiceError,
     audit::{self, Entry},
     batch::{self, BatchLimits, MailboxPair},
-    credentials,
     hosts::{HostPattern, HostPatterns, Resolution},
     imapsync_options::{MigrationOptions, parse_extra_args},
 };
@@ -299,42 +298,7 @@ async fn insert(env: &TaskEnv<'_>, actor: &Actor, plan: Plan) -> Result<task::Mo
     }
     .insert(&txn)
     .await?;
-    for (i, p) in planned.iter().enumerate() {
-        let inserted = job::ActiveModel {
-            task_id: Set(task.id),
-            position: Set(i as i32 + 1),
-            user1: Set(p.pair.user1.clone()),
-            user2: Set(p.pair.user2.clone()),
-            host1: Set(p.host1.clone()),
-            host2: Set(p.host2.clone()),
-            extra_args: Set(p
-                .extra_args
-                .as_ref()
-                .map(|a| serde_json::to_string(a).expect("strings serialise"))),
-            status: Set(JobStatus::Queued.as_str().into()),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-        // The ciphertext is bound to the row id, so it is written once the id exists.
-        let mut sealed: job::ActiveModel = inserted.into();
-        let id = *sealed.id.as_ref();
-        sealed.password1 = Set(Some(credentials::encrypt(
-            env.credentials_key,
-            id,
-            "password1",
-            &p.pair.password1,
-        )));
-        sealed.password2 = Set(Some(credentials::encrypt(
-            env.credentials_key,
-            id,
-            "password2",
-            &p.pair.password2,
-        )));
-        sealed.update(&txn).await?;
-    }
+    super::job_insert::insert_jobs(&txn, env.credentials_key, task.id, &planned, now).await?;
     audit::record(
         &txn,
         actor,

@@ -13,7 +13,7 @@ use std::{
 
 use chrono::Utc;
 use entity::{job, task};
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use tokio::{sync::Notify, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -248,13 +248,55 @@ impl Pool {
             return;
         }
         let free = inner.config.concurrency.saturating_sub(self.running_jobs());
-        match queue::claim(&inner.db, &inner.worker_id, inner.config.limits, free).await {
-            Ok(ids) => ids.into_iter().for_each(|id| self.launch(id)),
-            Err(e) => tracing::warn!(error = %e, "cannot claim jobs"),
+        let claimed = queue::claim(
+            &inner.db,
+            &inner.worker_id,
+            inner.config.limits,
+            free,
+            &inner.config.log_dir,
+        )
+        .await;
+        let ids = match claimed {
+            Ok(ids) if ids.is_empty() => return,
+            Ok(ids) => ids,
+            Err(e) => return tracing::warn!(error = %e, "cannot claim jobs"),
+        };
+        // Two reads for the whole wave, not two per job.
+        let loaded = async {
+            let jobs = job::Entity::find()
+                .filter(job::Column::Id.is_in(ids.clone()))
+                .all(&inner.db)
+                .await?;
+            let mut task_ids: Vec<i64> = jobs.iter().map(|j| j.task_id).collect();
+            task_ids.sort_unstable();
+            task_ids.dedup();
+            let tasks = task::Entity::find()
+                .filter(task::Column::Id.is_in(task_ids))
+                .all(&inner.db)
+                .await?;
+            Ok::<_, sea_orm::DbErr>((jobs, tasks))
+        }
+        .await;
+        match loaded {
+            Ok((jobs, tasks)) => {
+                let mut jobs: HashMap<i64, job::Model> =
+                    jobs.into_iter().map(|j| (j.id, j)).collect();
+                let tasks: HashMap<i64, task::Model> =
+                    tasks.into_iter().map(|t| (t.id, t)).collect();
+                for id in ids {
+                    let Some(job) = jobs.remove(&id) else { continue };
+                    let Some(task) = tasks.get(&job.task_id) else { continue };
+                    self.launch(job, task.clone());
+                }
+            }
+            // The claimed jobs stay `running` with a heartbeat nobody renews: recovery
+            // queues them again once the heartbeat is stale.
+            Err(e) => tracing::warn!(error = %e, "cannot load claimed jobs"),
         }
     }
 
-    fn launch(&self, job_id: i64) {
+    fn launch(&self, job: job::Model, task: task::Model) {
+        let job_id = job.id;
         let cancel = CancellationToken::new();
         let mut running = self.inner.running.lock().expect("pool lock");
         running.insert(
@@ -266,7 +308,7 @@ impl Pool {
         );
         let pool = self.clone();
         let handle = tokio::spawn(async move {
-            if let Err(e) = pool.run_job(job_id, cancel).await {
+            if let Err(e) = pool.run_job(job, task, cancel).await {
                 tracing::error!(job_id, error = %e, "job bookkeeping failed");
             }
             pool.inner
@@ -281,31 +323,23 @@ impl Pool {
         }
     }
 
-    async fn run_job(&self, job_id: i64, cancel: CancellationToken) -> anyhow::Result<()> {
+    async fn run_job(
+        &self,
+        job: job::Model,
+        task: task::Model,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<()> {
         let inner = &self.inner;
-        let job = job::Entity::find_by_id(job_id)
-            .one(&inner.db)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("job vanished"))?;
-        let task = task::Entity::find_by_id(job.task_id)
-            .one(&inner.db)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("task vanished"))?;
+        let job_id = job.id;
         self.publish_status(&task, &job, JobStatus::Running.as_str(), None, None);
-        let log_path = inner
-            .config
-            .log_dir
-            .join("jobs")
-            .join(format!("task-{}", task.id))
-            .join(format!("job-{job_id}.log"));
+        let log_path = queue::job_log_path(&inner.config.log_dir, task.id, job_id);
         let started = Instant::now();
         let result = match self.spec(&task, &job, log_path.clone()) {
-            Err(reason) => failed_before_start(reason),
+            Err(reason) => failed_before_start(&log_path, &job, &task.engine, reason),
             Ok(spec) => match inner.engines.get(&task.engine) {
-                Err(reason) => failed_before_start(reason),
+                Err(reason) => failed_before_start(&log_path, &job, &task.engine, reason),
                 Ok(engine) => {
                     let _ = write_attempt_header(&log_path, job.attempts, engine.name());
-                    self.set_log_path(job_id, &log_path).await;
                     let observer = Arc::new(Observer::new(self.clone(), task.owner_id, task.id));
                     let persister = observer.clone().spawn_persister(job_id);
                     let result = engine.run(spec, observer.clone(), cancel.clone()).await;
@@ -375,18 +409,6 @@ impl Pool {
             log_path,
             work_dir: self.inner.config.run_dir.join(format!("job-{}", job.id)),
         })
-    }
-
-    async fn set_log_path(&self, job_id: i64, path: &std::path::Path) {
-        use sea_orm::{ColumnTrait, QueryFilter, sea_query::Expr};
-        let _ = job::Entity::update_many()
-            .col_expr(
-                job::Column::LogPath,
-                Expr::value(path.display().to_string()),
-            )
-            .filter(job::Column::Id.eq(job_id))
-            .exec(&self.inner.db)
-            .await;
     }
 
     fn publish_status(
@@ -459,7 +481,18 @@ impl Pool {
     }
 }
 
-fn failed_before_start(reason: String) -> RunResult {
+/// The claim already recorded the log path, so the log says why nothing ran.
+fn failed_before_start(
+    log_path: &std::path::Path,
+    job: &job::Model,
+    engine: &str,
+    reason: String,
+) -> RunResult {
+    let _ = write_attempt_header(log_path, job.attempts, engine).and_then(|()| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(log_path)?;
+        writeln!(f, "pymap: not started: {reason}")
+    });
     RunResult {
         outcome: Outcome {
             status: JobStatus::Failed,

@@ -80,13 +80,24 @@ async fn candidates(db: &DatabaseConnection) -> Result<Vec<Candidate>, sea_orm::
     Candidate::find_by_statement(stmt).all(db).await
 }
 
+/// Where a job's log lives: named by ids only (never by user names).
+pub fn job_log_path(log_dir: &std::path::Path, task_id: i64, job_id: i64) -> std::path::PathBuf {
+    log_dir
+        .join("jobs")
+        .join(format!("task-{task_id}"))
+        .join(format!("job-{job_id}.log"))
+}
+
 /// Claim up to `max` jobs for `worker` in one transaction (a wave of 200 claims costs one
-/// commit, not 200). Returns the claimed job ids in start order.
+/// commit, not 200), recording each job's log path in the same write: a separate write
+/// per job before its start serialised 200 SQLite commits (≈ 300 ms for a wave).
+/// Returns the claimed job ids in start order.
 pub async fn claim(
     db: &DatabaseConnection,
     worker: &str,
     limits: Limits,
     max: usize,
+    log_dir: &std::path::Path,
 ) -> Result<Vec<i64>, sea_orm::DbErr> {
     if max == 0 {
         return Ok(Vec::new());
@@ -143,6 +154,10 @@ pub async fn claim(
             .col_expr(job::Column::HeartbeatAt, Expr::value(now))
             .col_expr(job::Column::StartedAt, Expr::value(now))
             .col_expr(job::Column::UpdatedAt, Expr::value(now))
+            .col_expr(
+                job::Column::LogPath,
+                Expr::value(job_log_path(log_dir, c.task_id, c.id).display().to_string()),
+            )
             .col_expr(
                 job::Column::FinishedAt,
                 Expr::value(Option::<chrono::DateTime<Utc>>::None),

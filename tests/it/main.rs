@@ -20,6 +20,7 @@ mod pool;
 mod runner;
 mod standin;
 mod storage;
+mod submit;
 mod web;
 mod web_account;
 mod web_tasks;
