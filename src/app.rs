@@ -117,6 +117,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         events.clone(),
         pool_config(&config),
     );
+    let verifier = service::verification::Verifier::new(
+        db.clone(),
+        keys.credentials,
+        events.clone(),
+        NativeOptions::default(),
+    );
     Ok(AppState {
         config: Arc::new(config),
         db,
@@ -126,6 +132,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         throttle,
         pool,
         events,
+        verifier,
     })
 }
 

@@ -8,6 +8,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     config::Config,
     keys::Keys,
+    service::verification::Verifier,
     shared_store::Throttle,
     web::templates::Templates,
     worker::{events::EventBus, pool::Pool},
@@ -25,4 +26,6 @@ pub struct AppState {
     /// The worker pool (claims jobs; also knows which engines are available).
     pub pool: Pool,
     pub events: EventBus,
+    /// Runs the "verify" action of jobs in the background.
+    pub verifier: Verifier,
 }

@@ -51,6 +51,12 @@ pub struct Model {
     /// Full run summary as JSON.
     pub summary: Option<String>,
     pub log_path: Option<String>,
+    /// Last verification: `running`, `identical`, `differs` or `error` (None: never).
+    pub verify_status: Option<String>,
+    /// Its report (the verifier's JSON), once finished.
+    pub verify_report: Option<String>,
+    /// When it started (while `running`) or finished.
+    pub verified_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,

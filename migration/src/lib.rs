@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_accounts;
 mod m20261123_000002_tasks_jobs;
 mod m20261123_000003_api_tokens;
+mod m20261123_000004_job_verification;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_accounts::Migration),
             Box::new(m20261123_000002_tasks_jobs::Migration),
             Box::new(m20261123_000003_api_tokens::Migration),
+            Box::new(m20261123_000004_job_verification::Migration),
         ]
     }
 }

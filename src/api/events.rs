@@ -13,9 +13,10 @@ use super::{
     auth::{Caller, Via, still_valid},
     error::ApiError,
     model::{JobCounts, JobProgress, Status},
+    model_verify::VerifyStatus,
 };
 use crate::{
-    service::tasks,
+    service::{tasks, verification::VerifyStatus as Stored},
     state::AppState,
     worker::events::{Event, EventKind},
 };
@@ -37,8 +38,9 @@ pub struct EventsApi;
 impl EventsApi {
     /// Live events (Server-Sent Events)
     ///
-    /// Event names: `job_progress`, `job_status`, `task_status`, and `lagged` when this
-    /// stream fell behind (reload what you show). A comment line every 15 s keeps the
+    /// Event names: `job_progress`, `job_status`, `task_status`, `job_verify` (a
+    /// verification started or ended: `verify_status`; the report is in the job), and
+    /// `lagged` when this stream fell behind (reload what you show). A comment line every 15 s keeps the
     /// connection open.
     #[oai(path = "/events", method = "get", operation_id = "stream_events")]
     async fn events(
@@ -112,6 +114,7 @@ pub enum EventType {
     JobProgress,
     JobStatus,
     TaskStatus,
+    JobVerify,
     /// This stream fell behind and `missed` events were dropped: reload what you show.
     Lagged,
 }
@@ -128,6 +131,8 @@ pub struct LiveEvent {
     pub exit_code: Option<i32>,
     pub progress: Option<JobProgress>,
     pub jobs: Option<JobCounts>,
+    /// With `job_verify`.
+    pub verify_status: Option<VerifyStatus>,
     pub missed: Option<u64>,
 }
 
@@ -142,6 +147,7 @@ impl LiveEvent {
             exit_code: None,
             progress: None,
             jobs: None,
+            verify_status: None,
             missed: None,
         }
     }
@@ -196,6 +202,10 @@ impl LiveEvent {
                 }),
                 ..base(EventType::TaskStatus)
             },
+            EventKind::JobVerify { verify_status } => Self {
+                verify_status: Stored::parse(verify_status).map(Into::into),
+                ..base(EventType::JobVerify)
+            },
             EventKind::LogLine { .. } => return None,
         })
     }
@@ -205,6 +215,7 @@ impl LiveEvent {
             EventType::JobProgress => "job_progress",
             EventType::JobStatus => "job_status",
             EventType::TaskStatus => "task_status",
+            EventType::JobVerify => "job_verify",
             EventType::Lagged => "lagged",
         }
     }

@@ -48,6 +48,13 @@ pub enum LogText {
     ),
 }
 
+#[derive(ApiResponse)]
+pub enum VerifyStarted {
+    /// The comparison runs in the background.
+    #[oai(status = 202)]
+    Accepted(Json<Job>),
+}
+
 /// An event of a log stream: `lines` (complete lines from `offset` to `end`), then
 /// `end` once the job is finished and everything was sent.
 #[derive(Clone, Debug, Object)]
@@ -145,6 +152,30 @@ impl JobsApi {
         .await?;
         state.pool.wake();
         Ok(Json(job.into()))
+    }
+
+    /// Verify a finished job
+    ///
+    /// Compares the job's two mailboxes (read-only; any engine): folders, subscriptions,
+    /// per folder the message multisets, flags and keywords, internal dates and sizes.
+    /// Answers at once with the job, `verification.status: running`; the report is stored
+    /// with the job when the comparison ends (a `job_verify` event on `/events`, or poll
+    /// `GET /jobs/{id}`). Needs the stored passwords: once they were wiped, retry the job
+    /// with new passwords first (409 says so). 409 too while the job is queued or running,
+    /// or already being verified.
+    #[oai(
+        path = "/jobs/:job_id/verify",
+        method = "post",
+        operation_id = "verify_job"
+    )]
+    async fn verify(
+        &self,
+        caller: Caller,
+        Data(state): Data<&AppState>,
+        job_id: Path<i64>,
+    ) -> Result<VerifyStarted, ApiError> {
+        let job = state.verifier.start(&caller.actor, job_id.0).await?;
+        Ok(VerifyStarted::Accepted(Json(job.into())))
     }
 
     /// A job's log as text

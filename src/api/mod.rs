@@ -16,6 +16,7 @@ mod me;
 pub mod metrics;
 mod model;
 mod model_account;
+mod model_verify;
 mod params;
 mod preflight;
 mod tasks;

@@ -5,10 +5,12 @@ use chrono::{DateTime, Utc};
 use entity::{job, task};
 use poem_openapi::{Enum, Object};
 
+use super::model_verify::JobVerification;
 use crate::{
     service::{
         imapsync_options::{MigrationOptions, TlsMode as Tls},
         query::{ReportRow as ServiceReportRow, TaskRow},
+        verification::Verification,
     },
     worker::{imapsync::parse::Progress, status::JobStatus},
 };
@@ -101,6 +103,10 @@ pub struct Options {
     pub tls1: TlsMode,
     pub tls2: TlsMode,
     pub timeout_secs: Option<u32>,
+    /// Accept a self-signed certificate from the source (native engine and verifier).
+    pub accept_invalid_certs1: bool,
+    /// Accept a self-signed certificate from the destination.
+    pub accept_invalid_certs2: bool,
     /// Extra imapsync arguments (allowlisted), one argv element each.
     pub extra_args: Vec<String>,
 }
@@ -122,6 +128,8 @@ impl From<MigrationOptions> for Options {
             tls1: o.tls1.into(),
             tls2: o.tls2.into(),
             timeout_secs: o.timeout_secs,
+            accept_invalid_certs1: o.accept_invalid_certs1,
+            accept_invalid_certs2: o.accept_invalid_certs2,
             extra_args: o.extra_args,
         }
     }
@@ -151,6 +159,12 @@ pub struct OptionsInput {
     pub tls1: Option<TlsMode>,
     pub tls2: Option<TlsMode>,
     pub timeout_secs: Option<u32>,
+    /// Accept a self-signed (unverifiable) TLS certificate from the source. Default false.
+    /// The native engine and the verifier honour it; imapsync does not verify
+    /// certificates anyway.
+    pub accept_invalid_certs1: Option<bool>,
+    /// The same for the destination.
+    pub accept_invalid_certs2: Option<bool>,
 }
 
 impl OptionsInput {
@@ -174,6 +188,12 @@ impl OptionsInput {
             tls1: self.tls1.map(Into::into).unwrap_or(d.tls1),
             tls2: self.tls2.map(Into::into).unwrap_or(d.tls2),
             timeout_secs: self.timeout_secs,
+            accept_invalid_certs1: self
+                .accept_invalid_certs1
+                .unwrap_or(d.accept_invalid_certs1),
+            accept_invalid_certs2: self
+                .accept_invalid_certs2
+                .unwrap_or(d.accept_invalid_certs2),
             extra_args: Vec::new(),
         }
     }
@@ -389,6 +409,8 @@ pub struct Job {
     pub has_log: bool,
     /// The mailbox passwords are still stored (a retry needs none).
     pub credentials_stored: bool,
+    /// The last verification (`POST /jobs/{id}/verify`); absent when never verified.
+    pub verification: Option<JobVerification>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -402,6 +424,7 @@ impl From<job::Model> for Job {
             .as_deref()
             .and_then(|e| serde_json::from_str::<Vec<String>>(e).ok())
             .unwrap_or_default();
+        let verification = Verification::of(&j);
         Self {
             id: j.id,
             task_id: j.task_id,
@@ -440,6 +463,7 @@ impl From<job::Model> for Job {
             },
             has_log: j.log_path.is_some(),
             credentials_stored: j.password1.is_some() && j.password2.is_some(),
+            verification: verification.map(Into::into),
             created_at: j.created_at,
             started_at: j.started_at,
             finished_at: j.finished_at,

@@ -1,20 +1,19 @@
 //! `pymap sync` (one migration in the foreground, with a progress bar and the final
 //! report) and `pymap batch` (submit a task for the server's worker pool).
 
-use std::{io::BufRead, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
+use super::pair::PairArgs;
 use crate::{
     app,
     config::Config,
     db,
     service::{
         self, Actor, ServiceError,
-        batch::Secret,
-        hosts::parse_host,
         imapsync_options::{MigrationOptions, parse_extra_args},
         tasks::{BatchInput, NewTask, TaskEnv},
     },
@@ -27,24 +26,8 @@ use crate::{
 
 #[derive(Args, Debug)]
 pub struct SyncArgs {
-    /// Source server, host[:port].
-    #[arg(long)]
-    pub host1: String,
-    #[arg(long)]
-    pub user1: String,
-    /// File whose first line is the source password (else prompted, or read from stdin).
-    #[arg(long, value_name = "FILE")]
-    pub passfile1: Option<PathBuf>,
-    /// Destination server, host[:port].
-    #[arg(long)]
-    pub host2: String,
-    #[arg(long)]
-    pub user2: String,
-    #[arg(long, value_name = "FILE")]
-    pub passfile2: Option<PathBuf>,
-    /// Read the missing passwords from stdin, one per line (source first).
-    #[arg(long)]
-    pub passwords_stdin: bool,
+    #[command(flatten)]
+    pub pair: PairArgs,
     #[arg(long, default_value = "imapsync", value_parser = ["imapsync", "native"])]
     pub engine: String,
     /// Simulate: change nothing on the destination.
@@ -79,30 +62,6 @@ pub struct BatchArgs {
     pub extra_args: String,
 }
 
-fn read_first_line(path: &PathBuf) -> anyhow::Result<Secret> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    Ok(Secret::new(text.lines().next().unwrap_or_default()))
-}
-
-fn password(file: &Option<PathBuf>, stdin: bool, prompt: &str) -> anyhow::Result<Secret> {
-    if let Some(path) = file {
-        return read_first_line(path);
-    }
-    if stdin {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        return Ok(Secret::new(line.trim_end_matches(['\n', '\r'])));
-    }
-    rpassword::prompt_password(prompt)
-        .map(Secret::new)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot prompt for a password ({e}); use --passfile1/2 or --passwords-stdin"
-            )
-        })
-}
-
 /// Draws the bar from progress reports.
 struct Bar(ProgressBar);
 
@@ -123,13 +82,12 @@ impl JobObserver for Bar {
 }
 
 pub async fn sync(args: SyncArgs, config: &Config) -> anyhow::Result<ExitCode> {
-    let host1 = parse_host(&args.host1).map_err(|e| anyhow::anyhow!("--host1: {e}"))?;
-    let host2 = parse_host(&args.host2).map_err(|e| anyhow::anyhow!("--host2: {e}"))?;
     let mut options = MigrationOptions {
         dry_run: args.dry,
         just_login: args.justlogin,
         ..Default::default()
     };
+    args.pair.apply(&mut options);
     options.extra_args = parse_extra_args(&args.extra_args).map_err(|errs| {
         anyhow::anyhow!(
             "--extra-args: {}",
@@ -151,16 +109,7 @@ pub async fn sync(args: SyncArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let engine = app::engines(config)
         .get(&args.engine)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let password1 = password(
-        &args.passfile1,
-        args.passwords_stdin,
-        "Password for user1: ",
-    )?;
-    let password2 = password(
-        &args.passfile2,
-        args.passwords_stdin,
-        "Password for user2: ",
-    )?;
+    let pair = args.pair.resolve()?;
     let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
     let log_path = config
         .log_dir()
@@ -169,12 +118,12 @@ pub async fn sync(args: SyncArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let spec = JobSpec {
         job_id: 0,
         task_id: 0,
-        host1,
-        user1: args.user1,
-        password1,
-        host2,
-        user2: args.user2,
-        password2,
+        host1: pair.host1,
+        user1: pair.user1,
+        password1: pair.password1,
+        host2: pair.host2,
+        user2: pair.user2,
+        password2: pair.password2,
         options,
         log_path: log_path.clone(),
         work_dir: config

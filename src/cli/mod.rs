@@ -1,8 +1,10 @@
 //! Command-line interface: `serve`, `migrate`, `config show`, `user …`, `healthcheck`,
-//! `sync` and `batch`.
+//! `sync`, `verify` and `batch`.
 
 mod dev;
 mod migrate;
+mod pair;
+mod verify;
 
 use std::{io::BufRead, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -62,6 +64,8 @@ pub enum Command {
     User(UserCommand),
     /// Migrate one mailbox in the foreground (exit 0 only on success).
     Sync(migrate::SyncArgs),
+    /// Compare two mailboxes (read-only): exit 0 identical, 1 differs, 3 could not verify.
+    Verify(verify::VerifyArgs),
     /// Submit a batch file as a task for the server's workers; prints the task id.
     Batch(migrate::BatchArgs),
     /// Developer tools (benchmark data).
@@ -203,6 +207,7 @@ async fn run_command(command: Command, loaded: Loaded) -> anyhow::Result<ExitCod
         Command::User(cmd) => return user_command(cmd, &config).await,
         Command::Sync(args) => return migrate::sync(args, &config).await,
         Command::Batch(args) => return migrate::batch(args, &config).await,
+        Command::Verify(args) => return verify::run(args).await,
         Command::Dev(cmd) => return dev::run(cmd, &config).await,
     }
     Ok(ExitCode::SUCCESS)

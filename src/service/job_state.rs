@@ -330,6 +330,10 @@ pub async fn retry_job(
     a.next_attempt_at = Set(None);
     a.attempts = Set(0);
     a.finished_at = Set(None);
+    // A report about the mailboxes before this run would mislead next to its result.
+    a.verify_status = Set(None);
+    a.verify_report = Set(None);
+    a.verified_at = Set(None);
     a.updated_at = Set(Utc::now());
     let job = a.update(&txn).await?;
     if task.cancel_requested {

@@ -17,6 +17,7 @@ pub mod query;
 pub mod task_actions;
 pub mod tasks;
 pub mod tokens;
+pub mod verification;
 pub mod web_support;
 
 use std::{net::IpAddr, time::Duration};

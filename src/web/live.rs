@@ -90,7 +90,7 @@ impl TaskFeed {
                         EventKind::LogLine { .. } => continue,
                         EventKind::TaskStatus { .. } => summary = true,
                         EventKind::JobStatus { .. } => summary = true,
-                        EventKind::JobProgress { .. } => {}
+                        EventKind::JobProgress { .. } | EventKind::JobVerify { .. } => {}
                     }
                     jobs.extend(event.job_id);
                     deadline.get_or_insert_with(|| Instant::now() + COALESCE);

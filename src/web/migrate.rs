@@ -50,6 +50,8 @@ struct MigrationForm {
     add_header: bool,
     delete_on_destination: bool,
     delete_confirmed: bool,
+    accept_invalid_certs1: bool,
+    accept_invalid_certs2: bool,
 }
 
 struct Submitted {
@@ -122,6 +124,8 @@ async fn read_multipart(mut multipart: Multipart) -> Result<Submitted, Error> {
         add_header: flag("add_header"),
         delete_on_destination: flag("delete_on_destination"),
         delete_confirmed: flag("delete_confirmed"),
+        accept_invalid_certs1: flag("accept_invalid_certs1"),
+        accept_invalid_certs2: flag("accept_invalid_certs2"),
     };
     let pasted = get("batch");
     let mut errors = Vec::new();
@@ -203,6 +207,8 @@ fn options(form: &MigrationForm, errors: &mut Vec<FieldError>) -> MigrationOptio
         tls1: tls(&form.tls1, "tls1", errors),
         tls2: tls(&form.tls2, "tls2", errors),
         timeout_secs: number(&form.timeout_secs, "timeout_secs", errors),
+        accept_invalid_certs1: form.accept_invalid_certs1,
+        accept_invalid_certs2: form.accept_invalid_certs2,
         extra_args: Vec::new(),
     }
 }

@@ -76,6 +76,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/tasks/:id/delete", post(task::delete))
         .at("/jobs/:id/cancel", post(task::cancel_job))
         .at("/jobs/:id/retry", post(task::retry_job))
+        .at("/jobs/:id/verify", post(task::verify_job))
         .at("/jobs/:id/log", get(logs::page))
         .at("/jobs/:id/log/stream", get(live::log_stream))
         .at("/jobs/:id/log/download", get(logs::download))

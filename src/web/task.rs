@@ -35,6 +35,14 @@ fn option_words(task: &task::Model) -> Vec<String> {
     flag(o.sync_duplicates, "copy duplicates");
     flag(!o.add_header, "no header for messages without Message-Id");
     flag(o.delete_on_destination, "delete on destination");
+    flag(
+        o.accept_invalid_certs1,
+        "self-signed certificate accepted on the source",
+    );
+    flag(
+        o.accept_invalid_certs2,
+        "self-signed certificate accepted on the destination",
+    );
     for (name, list) in [("only", &o.include_folders), ("skip", &o.exclude_folders)] {
         if !list.is_empty() {
             out.push(format!("{name} folders {}", list.join(", ")));
@@ -185,6 +193,23 @@ pub async fn retry_job(web: Web<'_>, Path(id): Path<i64>) -> poem::Result<Respon
     let to = format!("{}#job-{id}", back(task.id));
     outcome(&web, &to, r, |j| {
         format!("Mailbox {} queued again.", j.user1)
+    })
+}
+
+/// Start comparing the job's two mailboxes; the result appears in its row (live).
+#[handler]
+pub async fn verify_job(web: Web<'_>, Path(id): Path<i64>) -> poem::Result<Response> {
+    let state = web.state;
+    let (task, _) = tasks::get_job(&state.db, web.actor(), id)
+        .await
+        .map_err(Error::from)?;
+    let r = state.verifier.start(web.actor(), id).await;
+    let to = format!("{}#job-{id}", back(task.id));
+    outcome(&web, &to, r, |j| {
+        format!(
+            "Verifying mailbox {}: the result appears in its row.",
+            j.user1
+        )
     })
 }
 

@@ -6,7 +6,10 @@ use entity::{job, task};
 use serde::Serialize;
 
 use super::fmt;
-use crate::worker::status::JobStatus;
+use crate::{
+    service::verification::{Verification, VerifyStatus},
+    worker::status::JobStatus,
+};
 
 #[derive(Serialize)]
 pub struct JobRow {
@@ -33,7 +36,95 @@ pub struct JobRow {
     pub attempts: i32,
     pub can_cancel: bool,
     pub can_retry: bool,
+    /// Finished and not being verified (the service says why when it cannot).
+    pub can_verify: bool,
     pub has_log: bool,
+    pub verify: Option<VerifyView>,
+}
+
+/// The last verification of a job, in words.
+#[derive(Serialize)]
+pub struct VerifyView {
+    /// `running`, `identical`, `differs` or `error`.
+    pub status: String,
+    /// Badge class.
+    pub class: &'static str,
+    pub at: String,
+    /// One line: totals, or why it could not compare.
+    pub summary: String,
+    /// What differs, one line per folder or list.
+    pub differences: Vec<String>,
+}
+
+fn verify_view(j: &job::Model) -> Option<VerifyView> {
+    let v = Verification::of(j)?;
+    let class = match v.status {
+        VerifyStatus::Running => "st-running",
+        VerifyStatus::Identical => "st-ok",
+        VerifyStatus::Differs => "st-bad",
+        VerifyStatus::Error => "st-warning",
+    };
+    let mut differences = Vec::new();
+    let summary = match &v.report {
+        None => "comparing the two mailboxes…".to_string(),
+        Some(r) if r.error.is_some() => r.error.clone().unwrap_or_default(),
+        Some(r) => {
+            for (what, list) in [
+                ("folders missing on the destination", &r.missing_folders),
+                ("extra folders on the destination", &r.extra_folders),
+                (
+                    "subscriptions missing on the destination",
+                    &r.missing_subscriptions,
+                ),
+                (
+                    "extra subscriptions on the destination",
+                    &r.extra_subscriptions,
+                ),
+            ] {
+                if !list.is_empty() {
+                    differences.push(format!("{what}: {}", list.join(", ")));
+                }
+            }
+            for f in r.folders.iter().filter(|f| !f.identical) {
+                let mut parts = Vec::new();
+                for (n, word) in [
+                    (f.missing, "missing"),
+                    (f.extra, "extra"),
+                    (f.flag_differences, "with other flags"),
+                    (f.date_differences, "with another date"),
+                    (f.unidentified, "unidentified"),
+                ] {
+                    if n > 0 {
+                        parts.push(format!("{} {word}", fmt::count(n as i64)));
+                    }
+                }
+                let name = if f.host1 == f.host2 {
+                    f.host1.clone()
+                } else {
+                    format!("{} → {}", f.host1, f.host2)
+                };
+                differences.push(format!(
+                    "{name}: {} vs {} messages; {}",
+                    fmt::count(f.messages_host1 as i64),
+                    fmt::count(f.messages_host2 as i64),
+                    parts.join(", ")
+                ));
+            }
+            format!(
+                "{} folders, {} / {} messages",
+                r.folders_compared,
+                fmt::count(r.messages_host1 as i64),
+                fmt::count(r.messages_host2 as i64)
+            )
+        }
+    };
+    Some(VerifyView {
+        status: v.status.as_str().into(),
+        class,
+        at: fmt::time_opt(v.at.as_ref()),
+        summary,
+        differences,
+    })
 }
 
 fn opt_count(v: Option<i64>) -> String {
@@ -63,6 +154,7 @@ pub fn job_row(task: &task::Model, j: &job::Model) -> JobRow {
         ),
         _ => String::new(),
     };
+    let verify = verify_view(j);
     let eta = match j.eta_secs {
         Some(s) if status == JobStatus::Running => fmt::duration(s),
         _ => String::new(),
@@ -93,7 +185,11 @@ pub fn job_row(task: &task::Model, j: &job::Model) -> JobRow {
         attempts: j.attempts,
         can_cancel: live,
         can_retry: status.is_final() && status != JobStatus::Interrupted,
+        can_verify: status.is_final()
+            && status != JobStatus::Interrupted
+            && verify.as_ref().is_none_or(|v| v.status != "running"),
         has_log: j.log_path.is_some(),
+        verify,
     }
 }
 

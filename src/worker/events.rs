@@ -32,6 +32,11 @@ pub enum EventKind {
     LogLine {
         line: String,
     },
+    /// A verification of the job started or ended (`running`, `identical`, `differs`,
+    /// `error`); the report itself is read from the job.
+    JobVerify {
+        verify_status: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -1,10 +1,11 @@
 //! The REST API over HTTP: every endpoint's happy path, the permission matrix, validation
-//! errors, live events and metrics — on SQLite and PostgreSQL. Helpers live here; the
-//! cases are in `api/`.
+//! errors, live events and metrics, the native engine and the verifier end to end — on
+//! SQLite and PostgreSQL. Helpers live here; the cases are in `api/`.
 
 mod flows;
 mod listing;
 mod live;
+mod native;
 mod perms;
 mod validation;
 

@@ -1,8 +1,9 @@
 //! The native engine and the verifier against real Dovecot servers (see `dovecot.rs`):
-//! copying, resuming and verifying here; failures and options in `native/failures.rs`; the
-//! bench in `native/bench.rs`.
+//! copying, resuming and verifying here; failures and options in `native/failures.rs`;
+//! `pymap verify` in `native/cli.rs`; the bench in `native/bench.rs`.
 
 mod bench;
+mod cli;
 mod failures;
 
 use std::{

@@ -43,11 +43,12 @@ use super::engine::{BoxFuture, Engine, JobObserver, JobSpec, RunResult};
 /// Shown on the system page and in every job log.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Settings of the native engine that `MigrationOptions` does not carry (yet): per engine
+/// Settings of the native engine that `MigrationOptions` does not carry: per engine
 /// instance, the same for every job it runs.
 #[derive(Clone, Debug)]
 pub struct NativeOptions {
-    /// Accept any certificate from host1 (self-signed); the handshake is still checked.
+    /// Accept any certificate from host1 (self-signed) for every job; the handshake is still
+    /// checked. A job can also ask for it (`MigrationOptions::accept_invalid_certs1`).
     pub accept_invalid_certs1: bool,
     pub accept_invalid_certs2: bool,
     pub auth1: AuthMethod,

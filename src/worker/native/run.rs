@@ -41,7 +41,8 @@ use crate::{
     },
 };
 
-/// The two endpoints of a job or a verification.
+/// The two endpoints of a job or a verification. A certificate is accepted unverified
+/// when the job asks for it (per side) or the engine is configured so for every job.
 #[allow(clippy::too_many_arguments)]
 pub fn endpoints(
     host1: &crate::service::hosts::HostSpec,
@@ -88,7 +89,7 @@ pub fn endpoints(
             user1,
             password1,
             options.tls1,
-            native.accept_invalid_certs1,
+            options.accept_invalid_certs1 || native.accept_invalid_certs1,
             native.auth1,
         ),
         make(
@@ -97,7 +98,7 @@ pub fn endpoints(
             user2,
             password2,
             options.tls2,
-            native.accept_invalid_certs2,
+            options.accept_invalid_certs2 || native.accept_invalid_certs2,
             native.auth2,
         ),
     )

@@ -8,14 +8,14 @@ use serde_json::Value;
 use super::{Client, create_task, wait_task, world};
 use crate::{harness::Backend, pool::line};
 
-/// A Server-Sent Events reader.
-struct Sse {
+/// A Server-Sent Events reader (also used by `api/native.rs`).
+pub(super) struct Sse {
     resp: reqwest::Response,
     buf: String,
 }
 
 impl Sse {
-    async fn open(c: &Client, path: &str) -> Sse {
+    pub(super) async fn open(c: &Client, path: &str) -> Sse {
         let resp = c.request(reqwest::Method::GET, path).send().await.unwrap();
         assert_eq!(resp.status(), 200, "{path}");
         let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
@@ -27,7 +27,7 @@ impl Sse {
     }
 
     /// The next event (name, data) within `wait`, skipping keep-alive comments.
-    async fn next(&mut self, wait: Duration) -> Option<(String, Value)> {
+    pub(super) async fn next(&mut self, wait: Duration) -> Option<(String, Value)> {
         let deadline = Instant::now() + wait;
         loop {
             while let Some(end) = self.buf.find("\n\n") {
