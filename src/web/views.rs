@@ -33,6 +33,8 @@ pub struct JobRow {
     pub attempts: i32,
     pub can_cancel: bool,
     pub can_retry: bool,
+    /// A retry first asks for the passwords (they were wiped).
+    pub needs_passwords: bool,
     pub has_log: bool,
 }
 
@@ -93,6 +95,7 @@ pub fn job_row(task: &task::Model, j: &job::Model) -> JobRow {
         attempts: j.attempts,
         can_cancel: live,
         can_retry: status.is_final() && status != JobStatus::Interrupted,
+        needs_passwords: crate::service::retry_passwords::needs_passwords(j),
         has_log: j.log_path.is_some(),
     }
 }
