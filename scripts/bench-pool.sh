@@ -81,6 +81,7 @@ def ts(s):
     s = s.replace(" +00:00", "+00:00").replace("Z", "+00:00")
     return datetime.datetime.fromisoformat(s)
 rows = c.execute("select created_at, started_at, status, id from jobs where task_id=? order by position", (task,)).fetchall()
+finished = sorted(ts(f).timestamp() for (f,) in c.execute("select finished_at from jobs where task_id=?", (task,)))
 def pct(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
@@ -95,8 +96,11 @@ def born(path):
     out = subprocess.run(["stat", "-c", "%w", path], capture_output=True, text=True).stdout.strip()
     day, clock, _ = out.split(" ")
     return datetime.datetime.fromisoformat(f"{day}T{clock[:15]}+00:00").timestamp()
-lat_spawn = [(born(f"{logs}/jobs/task-{task}/job-{i}.log") - float(req_start)) * 1000
-             for *_, i in rows[: int(conc)]]
+spawned = sorted(born(f"{logs}/jobs/task-{task}/job-{i}.log") for *_, i in rows)
+lat_spawn = [(t - float(req_start)) * 1000 for t in spawned[: int(conc)]]
+# Dispatch latency after the first wave: the k-th spawn beyond the first wave takes the slot
+# the k-th finished job freed, so spawn - that finish is how long a free slot stayed idle.
+lat_dispatch = [(s - f) * 1000 for s, f in zip(spawned[int(conc):], finished)]
 statuses = {}
 for _, _, s, _ in rows: statuses[s] = statuses.get(s, 0) + 1
 # Every line a run prints, plus pymap's two own lines (attempt header, exit line), must be logged.
@@ -109,6 +113,7 @@ print(f"submit={submit}")
 print(f"submit_to_spawn_ms first_wave({conc}) from the start of the submit transaction p50={pct(lat_first, 50):.0f} p99={pct(lat_first, 99):.0f}")
 print(f"submit_to_claim_ms first_wave({conc}) from the client's request p50={pct(lat_req, 50):.0f} p99={pct(lat_req, 99):.0f}")
 print(f"submit_to_spawn_ms first_wave({conc}) from the client's request to the log file's birth p50={pct(lat_spawn, 50):.0f} p99={pct(lat_spawn, 99):.0f}")
+print(f"slot_free_to_spawn_ms after the first wave p50={pct(lat_dispatch, 50):.0f} p99={pct(lat_dispatch, 99):.0f}")
 print(f"submit_to_spawn_ms all_jobs p50={pct(lat_all, 50):.0f} p99={pct(lat_all, 99):.0f} (includes waiting for a free slot)")
 print(f"log_lines={lines} expected={expected} lost={expected-lines} ingest_lines_per_s={lines/wall:.0f}")
 PY

@@ -67,6 +67,9 @@
     if (btn && btn.name) body.append(btn.name, btn.value);
     const url = btn && btn.hasAttribute("formaction") ? btn.formAction : form.action;
     $$("button", form).forEach((b) => (b.disabled = true));
+    // A login check of a long batch takes seconds: say so on the button meanwhile.
+    const label = btn && btn.textContent;
+    if (btn && btn.dataset.busy) btn.textContent = btn.dataset.busy;
     try {
       const r = await fetch(url, { method: "POST", body, headers: { "x-pymap-async": "1" } });
       const to = r.headers.get("x-redirect");
@@ -79,6 +82,7 @@
       const first = document.querySelector("[data-focus]");
       first && first.focus();
     } finally {
+      if (btn) btn.textContent = label;
       $$("button", form).forEach((b) => (b.disabled = false));
     }
   });

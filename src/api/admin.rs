@@ -19,8 +19,8 @@ use super::{
     body::JsonBody,
     error::ApiError,
     model_account::{
-        AuditList, Dashboard, EngineInfo, NewUser, PasswordReset, PoolInfo, QueueInfo, Role,
-        System, User, UserPatch,
+        AuditList, Dashboard, DiskInfo, EngineInfo, NewUser, PasswordReset, PoolInfo, QueueInfo,
+        Role, System, User, UserPatch,
     },
     params,
 };
@@ -233,7 +233,7 @@ impl AdminApi {
         }))
     }
 
-    /// System: version, engines, pool and queue (admins)
+    /// System: version, engines, pool, queue and disk space (admins)
     #[oai(
         path = "/system",
         method = "get",
@@ -248,6 +248,13 @@ impl AdminApi {
         caller.require_admin()?;
         let queue = query::queue_counts(&state.db).await?;
         let workers = &state.config.workers;
+        let config = &state.config;
+        let (data_dir, log_dir) = (config.data_dir.clone(), config.log_dir());
+        let disk = DiskInfo::new(
+            data_dir.display().to_string(),
+            log_dir.display().to_string(),
+            &service::disk::report(data_dir, log_dir).await,
+        );
         Ok(Json(System {
             version: env!("CARGO_PKG_VERSION").into(),
             engines: engines(state).await,
@@ -268,6 +275,7 @@ impl AdminApi {
             }
             .into(),
             redis: state.redis.is_some(),
+            disk,
         }))
     }
 

@@ -103,7 +103,7 @@ impl JobsApi {
         Data(state): Data<&AppState>,
         job_id: Path<i64>,
     ) -> Result<Json<Job>, ApiError> {
-        let job = job_state::cancel_job(&state.db, &caller.actor, job_id.0).await?;
+        let job = job_state::cancel_job(&state.db, &state.events, &caller.actor, job_id.0).await?;
         Ok(Json(job.into()))
     }
 
@@ -145,6 +145,7 @@ impl JobsApi {
         let job = job_state::retry_job(
             &state.db,
             &state.keys.credentials,
+            &state.events,
             &caller.actor,
             job_id.0,
             creds,

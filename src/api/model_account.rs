@@ -342,6 +342,66 @@ pub struct System {
     /// `sqlite` or `postgres`.
     pub database: String,
     pub redis: bool,
+    pub disk: DiskInfo,
+}
+
+/// Space on the filesystems pymap writes to.
+#[derive(Clone, Debug, Object)]
+pub struct DiskInfo {
+    /// The filesystem holding the data directory (SQLite, secret key).
+    pub data: FilesystemInfo,
+    /// The filesystem holding the log directory.
+    pub logs: FilesystemInfo,
+    /// Bytes of the files under the log directory (absent when unreadable).
+    pub log_dir_bytes: Option<u64>,
+    /// The log directory has too many files to count: `log_dir_bytes` is a lower bound.
+    pub log_dir_partial: bool,
+    /// Some filesystem has less than 10 % free.
+    pub low: bool,
+}
+
+#[derive(Clone, Debug, Object)]
+pub struct FilesystemInfo {
+    pub path: String,
+    /// Absent when the filesystem could not be queried (see `error`).
+    pub free_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
+    /// Less than 10 % free.
+    pub low: bool,
+    pub error: Option<String>,
+}
+
+impl FilesystemInfo {
+    fn new(path: String, f: &Result<service::disk::Filesystem, String>) -> Self {
+        match f {
+            Ok(f) => Self {
+                path,
+                free_bytes: Some(f.free_bytes),
+                total_bytes: Some(f.total_bytes),
+                low: f.low,
+                error: None,
+            },
+            Err(e) => Self {
+                path,
+                free_bytes: None,
+                total_bytes: None,
+                low: false,
+                error: Some(e.clone()),
+            },
+        }
+    }
+}
+
+impl DiskInfo {
+    pub fn new(data_dir: String, log_dir: String, r: &service::disk::DiskReport) -> Self {
+        Self {
+            data: FilesystemInfo::new(data_dir, &r.data),
+            logs: FilesystemInfo::new(log_dir, &r.logs),
+            log_dir_bytes: r.log_dir_bytes.as_ref().ok().copied(),
+            log_dir_partial: r.log_dir_partial,
+            low: r.low(),
+        }
+    }
 }
 
 /// One mailbox of a preflight check.
@@ -353,9 +413,50 @@ pub struct PreflightLine {
     pub user2: String,
     pub host1: String,
     pub host2: String,
-    /// `ok`, `failed` or `unchecked`.
+    /// `ok` (both logins work), `failed` or `unchecked`.
     pub login: String,
+    /// What failed, in words (`source: wrong user name or password`…).
     pub message: Option<String>,
+    /// The login on host1, when checked.
+    pub source_login: Option<LoginCheck>,
+    /// The login on host2, when checked.
+    pub destination_login: Option<LoginCheck>,
+}
+
+/// How one login of a preflight check ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum LoginStatus {
+    /// Logged in (and out again).
+    Ok,
+    /// The server refused the user name or password.
+    Rejected,
+    /// No IMAP session: connection refused, unreachable, timed out, or TLS failed.
+    Unreachable,
+    /// Connected, but the login failed for another reason.
+    Error,
+}
+
+/// One login of a preflight check. `message` never contains the password.
+#[derive(Clone, Debug, Object)]
+pub struct LoginCheck {
+    pub status: LoginStatus,
+    pub message: Option<String>,
+}
+
+impl From<&service::login_check::SideResult> for LoginCheck {
+    fn from(r: &service::login_check::SideResult) -> Self {
+        use service::login_check::LoginStatus as S;
+        Self {
+            status: match r.status {
+                S::Ok => LoginStatus::Ok,
+                S::Rejected => LoginStatus::Rejected,
+                S::Unreachable => LoginStatus::Unreachable,
+                S::Error => LoginStatus::Error,
+            },
+            message: r.message.clone(),
+        }
+    }
 }
 
 /// The batch as it would run: resolved hosts and every mailbox pair.

@@ -217,7 +217,7 @@ impl TasksApi {
         Data(state): Data<&AppState>,
         task_id: Path<i64>,
     ) -> Result<Json<Task>, ApiError> {
-        job_state::cancel_task(&state.db, &caller.actor, task_id.0).await?;
+        job_state::cancel_task(&state.db, &state.events, &caller.actor, task_id.0).await?;
         let row = query::task_row(&state.db, &caller.actor, task_id.0).await?;
         Ok(Json(row.into()))
     }
@@ -234,9 +234,14 @@ impl TasksApi {
         Data(state): Data<&AppState>,
         task_id: Path<i64>,
     ) -> Result<Json<RetryResult>, ApiError> {
-        let queued =
-            job_state::retry_failed(&state.db, &state.keys.credentials, &caller.actor, task_id.0)
-                .await?;
+        let queued = job_state::retry_failed(
+            &state.db,
+            &state.keys.credentials,
+            &state.events,
+            &caller.actor,
+            task_id.0,
+        )
+        .await?;
         state.pool.wake();
         Ok(Json(RetryResult {
             queued: queued as u64,
@@ -255,7 +260,8 @@ impl TasksApi {
         Data(state): Data<&AppState>,
         task_id: Path<i64>,
     ) -> Result<Json<Task>, ApiError> {
-        task_actions::set_archived(&state.db, &caller.actor, task_id.0, true).await?;
+        task_actions::set_archived(&state.db, &state.events, &caller.actor, task_id.0, true)
+            .await?;
         let row = query::task_row(&state.db, &caller.actor, task_id.0).await?;
         Ok(Json(row.into()))
     }
@@ -272,7 +278,8 @@ impl TasksApi {
         Data(state): Data<&AppState>,
         task_id: Path<i64>,
     ) -> Result<Json<Task>, ApiError> {
-        task_actions::set_archived(&state.db, &caller.actor, task_id.0, false).await?;
+        task_actions::set_archived(&state.db, &state.events, &caller.actor, task_id.0, false)
+            .await?;
         let row = query::task_row(&state.db, &caller.actor, task_id.0).await?;
         Ok(Json(row.into()))
     }

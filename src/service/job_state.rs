@@ -10,12 +10,14 @@ use sea_orm::{
 };
 
 use super::{
-    Actor, Result, ServiceError,
+    Actor, Result, ServiceError, announce,
     audit::{self, Entry},
     batch::Secret,
     credentials,
 };
-use crate::worker::{engine::RunResult, imapsync::parse::Progress, status::JobStatus};
+use crate::worker::{
+    engine::RunResult, events::EventBus, imapsync::parse::Progress, status::JobStatus,
+};
 
 /// Recompute a task's counts and status from its jobs.
 pub async fn refresh_task(conn: &impl ConnectionTrait, task_id: i64) -> Result<task::Model> {
@@ -215,6 +217,7 @@ const CANCELLED_BEFORE_START: &str = "Cancelled before it started.";
 /// Cancel a whole task: queued jobs never start, running ones are stopped by their worker.
 pub async fn cancel_task(
     db: &DatabaseConnection,
+    events: &EventBus,
     actor: &Actor,
     task_id: i64,
 ) -> Result<task::Model> {
@@ -227,31 +230,52 @@ pub async fn cancel_task(
     let mut a: task::ActiveModel = task.clone().into();
     a.cancel_requested = Set(true);
     a.update(&txn).await?;
-    cancel_jobs(&txn, job::Column::TaskId.eq(task_id)).await?;
+    let changed = cancel_jobs(&txn, job::Column::TaskId.eq(task_id)).await?;
     let task = refresh_task(&txn, task_id).await?;
     audit::record(&txn, actor, Entry::ok("task.cancel").on("task", task_id)).await?;
     txn.commit().await?;
+    announce::changed(db, events, task_id, &changed).await;
     Ok(task)
 }
 
-pub async fn cancel_job(db: &DatabaseConnection, actor: &Actor, job_id: i64) -> Result<job::Model> {
+pub async fn cancel_job(
+    db: &DatabaseConnection,
+    events: &EventBus,
+    actor: &Actor,
+    job_id: i64,
+) -> Result<job::Model> {
     let txn = crate::db::write_txn(db).await?;
     let (task, _) = job_for_action(&txn, actor, job_id).await?;
     cancel_jobs(&txn, job::Column::Id.eq(job_id)).await?;
     refresh_task(&txn, task.id).await?;
     audit::record(&txn, actor, Entry::ok("job.cancel").on("job", job_id)).await?;
     txn.commit().await?;
+    announce::changed(db, events, task.id, &[job_id]).await;
     job::Entity::find_by_id(job_id)
         .one(db)
         .await?
         .ok_or(ServiceError::NotFound)
 }
 
+/// Cancels the matching queued, interrupted and running jobs; returns their ids.
 async fn cancel_jobs(
     conn: &impl ConnectionTrait,
     which: sea_orm::sea_query::SimpleExpr,
-) -> Result<()> {
+) -> Result<Vec<i64>> {
     let now = Utc::now();
+    let live = [
+        JobStatus::Queued.as_str(),
+        JobStatus::Interrupted.as_str(),
+        JobStatus::Running.as_str(),
+    ];
+    let changed: Vec<i64> = job::Entity::find()
+        .select_only()
+        .column(job::Column::Id)
+        .filter(which.clone())
+        .filter(job::Column::Status.is_in(live))
+        .into_tuple()
+        .all(conn)
+        .await?;
     job::Entity::update_many()
         .col_expr(
             job::Column::Status,
@@ -273,7 +297,7 @@ async fn cancel_jobs(
         .filter(job::Column::Status.eq(JobStatus::Running.as_str()))
         .exec(conn)
         .await?;
-    Ok(())
+    Ok(changed)
 }
 
 /// New credentials for a retry after the stored ones were wiped.
@@ -286,12 +310,29 @@ pub struct RetryCredentials {
 pub async fn retry_job(
     db: &DatabaseConnection,
     key: &[u8; 32],
+    events: &EventBus,
     actor: &Actor,
     job_id: i64,
     creds: Option<RetryCredentials>,
 ) -> Result<job::Model> {
     let txn = crate::db::write_txn(db).await?;
-    let (task, job) = job_for_action(&txn, actor, job_id).await?;
+    let (task_id, job) = retry_in(&txn, key, actor, job_id, creds).await?;
+    refresh_task(&txn, task_id).await?;
+    txn.commit().await?;
+    announce::changed(db, events, task_id, &[job_id]).await;
+    Ok(job)
+}
+
+/// The retry of one job inside the caller's transaction (which then refreshes the
+/// task): new passwords, when given, are sealed for this job's row before it is queued.
+pub(super) async fn retry_in(
+    txn: &impl ConnectionTrait,
+    key: &[u8; 32],
+    actor: &Actor,
+    job_id: i64,
+    creds: Option<RetryCredentials>,
+) -> Result<(i64, job::Model)> {
+    let (task, job) = job_for_action(txn, actor, job_id).await?;
     let status: JobStatus = job
         .status
         .parse()
@@ -335,37 +376,43 @@ pub async fn retry_job(
     a.verify_report = Set(None);
     a.verified_at = Set(None);
     a.updated_at = Set(Utc::now());
-    let job = a.update(&txn).await?;
+    let job = a.update(txn).await?;
     if task.cancel_requested {
         let mut t: task::ActiveModel = task.clone().into();
         t.cancel_requested = Set(false);
-        t.update(&txn).await?;
+        t.update(txn).await?;
     }
-    refresh_task(&txn, task.id).await?;
-    audit::record(&txn, actor, Entry::ok("job.retry").on("job", job_id)).await?;
-    txn.commit().await?;
-    Ok(job)
+    audit::record(txn, actor, Entry::ok("job.retry").on("job", job_id)).await?;
+    Ok((task.id, job))
 }
 
-/// Retry every failed job of a task; returns how many were queued.
+/// Retry every failed job of a task, in one transaction; returns how many were queued.
 pub async fn retry_failed(
     db: &DatabaseConnection,
     key: &[u8; 32],
+    events: &EventBus,
     actor: &Actor,
     task_id: i64,
 ) -> Result<usize> {
     let task = super::tasks::get(db, actor, task_id).await?;
-    let failed = job::Entity::find()
+    let txn = crate::db::write_txn(db).await?;
+    let failed: Vec<i64> = job::Entity::find()
+        .select_only()
+        .column(job::Column::Id)
         .filter(job::Column::TaskId.eq(task.id))
         .filter(job::Column::Status.eq(JobStatus::Failed.as_str()))
-        .all(db)
+        .into_tuple()
+        .all(&txn)
         .await?;
-    let mut queued = 0;
-    for job in failed {
-        retry_job(db, key, actor, job.id, None).await?;
-        queued += 1;
+    for &id in &failed {
+        retry_in(&txn, key, actor, id, None).await?;
     }
-    Ok(queued)
+    if !failed.is_empty() {
+        refresh_task(&txn, task.id).await?;
+    }
+    txn.commit().await?;
+    announce::changed(db, events, task.id, &failed).await;
+    Ok(failed.len())
 }
 
 /// Jobs whose worker stopped saying it is alive become `interrupted`, and every

@@ -2,18 +2,22 @@
 //! functions, which own their transactions and write the audit trail.
 
 pub mod accounts;
+pub mod announce;
 pub mod audit;
 pub mod auth;
 pub mod batch;
 pub mod credentials;
+pub mod disk;
 pub mod hosts;
 pub mod imapsync_options;
 mod job_insert;
 pub mod job_state;
+pub mod login_check;
 pub mod logs;
 pub mod passwords;
 pub mod profile;
 pub mod query;
+pub mod retry_passwords;
 pub mod task_actions;
 pub mod tasks;
 pub mod tokens;

@@ -7,9 +7,10 @@ use entity::{job, task};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
 use super::{
-    Actor, Result, ServiceError,
+    Actor, Result, ServiceError, announce,
     audit::{self, Entry},
 };
+use crate::worker::events::EventBus;
 
 fn is_live(task: &task::Model) -> bool {
     task.jobs_queued > 0 || task.jobs_running > 0
@@ -19,6 +20,7 @@ fn is_live(task: &task::Model) -> bool {
 /// a live task would disappear from the lists while it still runs.
 pub async fn set_archived(
     db: &DatabaseConnection,
+    events: &EventBus,
     actor: &Actor,
     task_id: i64,
     archived: bool,
@@ -48,6 +50,7 @@ pub async fn set_archived(
     };
     audit::record(&txn, actor, Entry::ok(action).on("task", task_id)).await?;
     txn.commit().await?;
+    announce::changed(db, events, task_id, &[]).await;
     Ok(task)
 }
 

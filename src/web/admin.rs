@@ -287,6 +287,17 @@ pub async fn system(web: Web<'_>) -> poem::Result<Html<String>> {
     let queue = query::queue_counts(&state.db).await.map_err(Error::from)?;
     let config = &state.config;
     let w = &config.workers;
+    let disk = crate::service::disk::report(config.data_dir.clone(), config.log_dir()).await;
+    let filesystem = |f: &Result<crate::service::disk::Filesystem, String>| match f {
+        Ok(f) => json!({
+            "ok": true,
+            "free": fmt::bytes(f.free_bytes as i64),
+            "total": fmt::bytes(f.total_bytes as i64),
+            "free_pct": fmt::percent(f.free_bytes as i64, Some(f.total_bytes as i64)),
+            "low": f.low,
+        }),
+        Err(why) => json!({ "ok": false, "why": why }),
+    };
     let backend = match state.db.get_database_backend() {
         sea_orm::DbBackend::Postgres => "PostgreSQL",
         sea_orm::DbBackend::Sqlite => "SQLite",
@@ -314,6 +325,17 @@ pub async fn system(web: Web<'_>) -> poem::Result<Html<String>> {
                 "data_dir": config.data_dir.display().to_string(),
                 "log_dir": config.log_dir().display().to_string(),
                 "retention_days": config.credential_retention_days,
+            },
+            "disk": {
+                "low": disk.low(),
+                "low_percent": crate::service::disk::LOW_PERCENT,
+                "data": filesystem(&disk.data),
+                "logs": filesystem(&disk.logs),
+                "log_dir_size": match &disk.log_dir_bytes {
+                    Ok(b) => fmt::bytes(*b as i64),
+                    Err(why) => format!("unknown ({why})"),
+                },
+                "log_dir_partial": disk.log_dir_partial,
             },
             "redis": redis_status(state).await,
         }),

@@ -1,5 +1,5 @@
 //! The new migration form: typed options, batch textarea or CSV upload, live host
-//! preview, "check credentials", and submission. The form is multipart (for the CSV), so
+//! preview, "check credentials" (a login on both sides of every line), and submission. The form is multipart (for the CSV), so
 //! its CSRF token travels in the action URL (see `csrf.rs`).
 
 use std::collections::HashMap;
@@ -14,10 +14,14 @@ use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
 use super::{Error, page::Web};
-use crate::service::{
-    FieldError, ServiceError,
-    imapsync_options::{MigrationOptions, TlsMode},
-    tasks::{self, BatchInput, NewTask, TaskEnv},
+use crate::{
+    service::{
+        FieldError, ServiceError,
+        imapsync_options::{MigrationOptions, TlsMode},
+        login_check,
+        tasks::{self, BatchInput, NewTask, TaskEnv},
+    },
+    worker::native::NativeOptions,
 };
 
 /// Largest accepted value of one form field (the batch, pasted or uploaded).
@@ -338,9 +342,8 @@ pub async fn submit(web: Web<'_>, multipart: Multipart) -> poem::Result<Response
     }
 }
 
-/// Validate everything exactly as a submission would (writing nothing) and say, per
-/// line, what a login check found. No engine here can check a login on its own yet, so
-/// the page says so instead of inventing results.
+/// Validate everything exactly as a submission would (writing nothing), then try both
+/// logins of every line with the native IMAP client and show the result per line.
 #[handler]
 pub async fn check_page(web: Web<'_>, multipart: Multipart) -> poem::Result<Response> {
     let Submitted {
@@ -356,20 +359,26 @@ pub async fn check_page(web: Web<'_>, multipart: Multipart) -> poem::Result<Resp
         Ok(plan) => plan,
         Err(e) => return invalid(&web, &form, e),
     };
-    let rows: Vec<Value> = plan
-        .jobs
+    // The pool's native engine runs with the default options too (see `app.rs`).
+    let results = login_check::check_plan(&plan, &NativeOptions::default()).await;
+    let failed = results.iter().filter(|r| !r.ok()).count();
+    let rows: Vec<Value> = results
         .iter()
-        .map(|j| {
+        .map(|r| {
             json!({
-                "line": j.pair.line,
-                "user1": j.pair.user1,
-                "user2": j.pair.user2,
-                "host1": j.host1,
-                "host2": j.host2,
+                "line": r.line,
+                "user1": r.user1,
+                "user2": r.user2,
+                "host1": r.host1,
+                "host2": r.host2,
+                "ok": r.ok(),
+                "summary": r.summary(),
+                "source": r.source,
+                "destination": r.destination,
             })
         })
         .collect();
-    let check = json!({ "rows": rows, "login_checks": false });
+    let check = json!({ "rows": rows, "failed": failed });
     render_form(&web, StatusCode::OK, &form, &[], Some(check))
 }
 

@@ -15,6 +15,7 @@ mod live;
 mod logs;
 mod migrate;
 mod page;
+mod retry;
 mod task;
 mod task_list;
 pub mod templates;
@@ -75,8 +76,12 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/tasks/:id/unarchive", post(task::unarchive))
         .at("/tasks/:id/delete", post(task::delete))
         .at("/jobs/:id/cancel", post(task::cancel_job))
-        .at("/jobs/:id/retry", post(task::retry_job))
+        .at(
+            "/jobs/:id/retry",
+            get(retry::form_page).post(retry::retry_job),
+        )
         .at("/jobs/:id/verify", post(task::verify_job))
+        .at("/tasks/:id/retry-passwords", post(retry::retry_batch))
         .at("/jobs/:id/log", get(logs::page))
         .at("/jobs/:id/log/stream", get(live::log_stream))
         .at("/jobs/:id/log/download", get(logs::download))

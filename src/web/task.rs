@@ -127,7 +127,7 @@ fn outcome<T>(
 
 #[handler]
 pub async fn cancel(web: Web<'_>, Path(id): Path<i64>) -> poem::Result<Response> {
-    let r = job_state::cancel_task(&web.state.db, web.actor(), id).await;
+    let r = job_state::cancel_task(&web.state.db, &web.state.events, web.actor(), id).await;
     outcome(&web, &back(id), r, |_| {
         format!("Task #{id} is being cancelled.")
     })
@@ -136,7 +136,14 @@ pub async fn cancel(web: Web<'_>, Path(id): Path<i64>) -> poem::Result<Response>
 #[handler]
 pub async fn retry_failed(web: Web<'_>, Path(id): Path<i64>) -> poem::Result<Response> {
     let state = web.state;
-    let r = job_state::retry_failed(&state.db, &state.keys.credentials, web.actor(), id).await;
+    let r = job_state::retry_failed(
+        &state.db,
+        &state.keys.credentials,
+        &state.events,
+        web.actor(),
+        id,
+    )
+    .await;
     state.pool.wake();
     outcome(&web, &back(id), r, |n| match n {
         0 => "No failed mailbox to retry.".to_string(),
@@ -147,13 +154,15 @@ pub async fn retry_failed(web: Web<'_>, Path(id): Path<i64>) -> poem::Result<Res
 
 #[handler]
 pub async fn archive(web: Web<'_>, Path(id): Path<i64>) -> poem::Result<Response> {
-    let r = task_actions::set_archived(&web.state.db, web.actor(), id, true).await;
+    let r =
+        task_actions::set_archived(&web.state.db, &web.state.events, web.actor(), id, true).await;
     outcome(&web, &back(id), r, |_| format!("Task #{id} archived."))
 }
 
 #[handler]
 pub async fn unarchive(web: Web<'_>, Path(id): Path<i64>) -> poem::Result<Response> {
-    let r = task_actions::set_archived(&web.state.db, web.actor(), id, false).await;
+    let r =
+        task_actions::set_archived(&web.state.db, &web.state.events, web.actor(), id, false).await;
     outcome(&web, &back(id), r, |_| {
         format!("Task #{id} restored from the archive.")
     })
@@ -175,24 +184,10 @@ pub async fn cancel_job(web: Web<'_>, Path(id): Path<i64>) -> poem::Result<Respo
     let (task, _) = tasks::get_job(db, web.actor(), id)
         .await
         .map_err(Error::from)?;
-    let r = job_state::cancel_job(db, web.actor(), id).await;
+    let r = job_state::cancel_job(db, &web.state.events, web.actor(), id).await;
     let to = format!("{}#job-{id}", back(task.id));
     outcome(&web, &to, r, |j| {
         format!("Mailbox {} is being cancelled.", j.user1)
-    })
-}
-
-#[handler]
-pub async fn retry_job(web: Web<'_>, Path(id): Path<i64>) -> poem::Result<Response> {
-    let state = web.state;
-    let (task, _) = tasks::get_job(&state.db, web.actor(), id)
-        .await
-        .map_err(Error::from)?;
-    let r = job_state::retry_job(&state.db, &state.keys.credentials, web.actor(), id, None).await;
-    state.pool.wake();
-    let to = format!("{}#job-{id}", back(task.id));
-    outcome(&web, &to, r, |j| {
-        format!("Mailbox {} queued again.", j.user1)
     })
 }
 

@@ -221,18 +221,22 @@ pub async fn bulk(
     let (mut done, mut failed) = (Vec::new(), Vec::new());
     for &id in &ids {
         let r = match action.as_str() {
-            "cancel" => job_state::cancel_task(&state.db, actor, id)
+            "cancel" => job_state::cancel_task(&state.db, &state.events, actor, id)
                 .await
                 .map(|_| ()),
-            "retry_failed" => {
-                job_state::retry_failed(&state.db, &state.keys.credentials, actor, id)
-                    .await
-                    .map(|_| ())
-            }
-            "archive" => task_actions::set_archived(&state.db, actor, id, true)
+            "retry_failed" => job_state::retry_failed(
+                &state.db,
+                &state.keys.credentials,
+                &state.events,
+                actor,
+                id,
+            )
+            .await
+            .map(|_| ()),
+            "archive" => task_actions::set_archived(&state.db, &state.events, actor, id, true)
                 .await
                 .map(|_| ()),
-            "unarchive" => task_actions::set_archived(&state.db, actor, id, false)
+            "unarchive" => task_actions::set_archived(&state.db, &state.events, actor, id, false)
                 .await
                 .map(|_| ()),
             "delete" => task_actions::delete(&state.db, actor, id, &state.config.log_dir()).await,

@@ -38,6 +38,8 @@ pub struct JobRow {
     pub can_retry: bool,
     /// Finished and not being verified (the service says why when it cannot).
     pub can_verify: bool,
+    /// A retry first asks for the passwords (they were wiped).
+    pub needs_passwords: bool,
     pub has_log: bool,
     pub verify: Option<VerifyView>,
 }
@@ -188,6 +190,7 @@ pub fn job_row(task: &task::Model, j: &job::Model) -> JobRow {
         can_verify: status.is_final()
             && status != JobStatus::Interrupted
             && verify.as_ref().is_none_or(|v| v.status != "running"),
+        needs_passwords: crate::service::retry_passwords::needs_passwords(j),
         has_log: j.log_path.is_some(),
         verify,
     }

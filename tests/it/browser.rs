@@ -236,7 +236,7 @@ async fn browser_flow() {
             .ok()
     })
     .await;
-    assert_eq!(heading, "Check of 2 lines");
+    assert_eq!(heading, "Login check of 2 lines");
     let kept = c
         .find(Locator::Id("batch"))
         .await

@@ -15,6 +15,8 @@ mod config;
 mod dovecot;
 mod events;
 mod health;
+mod live_actions;
+mod login_check;
 mod native;
 mod pool;
 mod runner;

@@ -327,9 +327,14 @@ async fn cancel_task_and_hanging_job(backend: Backend) {
         .unwrap();
     let running = wait_running(&app, task.id).await;
     let asked = Instant::now();
-    job_state::cancel_task(&app.state.db, &admin(&app).await, task.id)
-        .await
-        .unwrap();
+    job_state::cancel_task(
+        &app.state.db,
+        &app.state.events,
+        &admin(&app).await,
+        task.id,
+    )
+    .await
+    .unwrap();
     let jobs = wait_final(&app, task.id, Duration::from_secs(30)).await;
     let elapsed = asked.elapsed();
     assert!(
@@ -427,9 +432,16 @@ async fn crash_recovery_and_manual_retry(backend: Backend) {
     let actor = admin(&app).await;
     let key = app.state.keys.credentials;
     // Retry: queued again, runs again.
-    job_state::retry_job(&app.state.db, &key, &actor, jobs[0].id, None)
-        .await
-        .unwrap();
+    job_state::retry_job(
+        &app.state.db,
+        &key,
+        &app.state.events,
+        &actor,
+        jobs[0].id,
+        None,
+    )
+    .await
+    .unwrap();
     app.state.pool.wake();
     let jobs = wait_final(&app, task.id, Duration::from_secs(30)).await;
     assert_eq!((jobs[0].status.as_str(), jobs[0].attempts), ("failed", 1));
@@ -442,7 +454,7 @@ async fn crash_recovery_and_manual_retry(backend: Backend) {
     );
     let j = &jobs_of(&app, task.id).await[0];
     assert!(j.password1.is_none() && j.password2.is_none());
-    let err = job_state::retry_job(&app.state.db, &key, &actor, j.id, None)
+    let err = job_state::retry_job(&app.state.db, &key, &app.state.events, &actor, j.id, None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("password1"), "{err}");
@@ -456,9 +468,14 @@ async fn crash_recovery_and_manual_retry(backend: Backend) {
     )
     .await
     .unwrap();
-    let err = job_state::cancel_task(&app.state.db, &actor_for(&bob, None), task.id)
-        .await
-        .unwrap_err();
+    let err = job_state::cancel_task(
+        &app.state.db,
+        &app.state.events,
+        &actor_for(&bob, None),
+        task.id,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, ServiceError::NotFound));
     app.stop().await;
 }

@@ -58,7 +58,7 @@ async fn bulk_ids(backend: Backend) {
     // Delete the task holding the highest ids: the next task must not reuse them.
     let owner = admin(&app).await;
     let last = tasks.iter().max_by_key(|t| t.id).unwrap();
-    job_state::cancel_task(&app.state.db, &owner, last.id)
+    job_state::cancel_task(&app.state.db, &app.state.events, &owner, last.id)
         .await
         .unwrap();
     task_actions::delete(&app.state.db, &owner, last.id, &app.state.config.log_dir())

@@ -39,6 +39,7 @@ pub use conn::AuthMethod;
 pub use verify::{Difference, FolderReport, VerifyReport, VerifySpec, verify};
 
 use super::engine::{BoxFuture, Engine, JobObserver, JobSpec, RunResult};
+use crate::service::{batch::Secret, hosts::HostSpec, imapsync_options::MigrationOptions};
 
 /// Shown on the system page and in every job log.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -179,5 +180,55 @@ impl Engine for NativeEngine {
     ) -> BoxFuture<RunResult> {
         let options = self.options.clone();
         Box::pin(run::run_job(spec, options, observer, cancel))
+    }
+}
+
+/// One side of a login check.
+pub struct LoginTarget<'a> {
+    pub host: &'a HostSpec,
+    pub user: &'a str,
+    pub password: &'a Secret,
+}
+
+/// Logs in on one side exactly as a job would (same TLS choice, same authentication),
+/// then logs out: a credential check before anything is started. `limit` bounds the
+/// whole attempt (connect, TLS, greeting and login), so a server that accepts
+/// connections but never answers cannot hold a check for long.
+pub async fn check_login(
+    side: Side,
+    target: LoginTarget<'_>,
+    options: &MigrationOptions,
+    native: &NativeOptions,
+    limit: Duration,
+) -> Result<(), NativeError> {
+    // The same construction as a job's, so the check tries what the job will do.
+    let (ep1, ep2) = run::endpoints(
+        target.host,
+        target.user,
+        target.password,
+        target.host,
+        target.user,
+        target.password,
+        options,
+        native,
+    );
+    let mut ep = if side == Side::Host1 { ep1 } else { ep2 };
+    ep.timeout = ep.timeout.min(limit);
+    ep.connect_timeout = ep.connect_timeout.min(limit);
+    match tokio::time::timeout(limit, conn::Conn::open(&ep)).await {
+        Err(_) => Err(NativeError::new(
+            side,
+            ErrorKind::Timeout,
+            format!(
+                "no answer from {}:{} within {limit:?}",
+                ep.host.host,
+                ep.port()
+            ),
+        )),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(conn)) => {
+            conn.logout().await;
+            Ok(())
+        }
     }
 }
