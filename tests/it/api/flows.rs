@@ -503,7 +503,14 @@ async fn accounts_and_admin(backend: Backend) {
         ),
         (Some("imapsync"), Some(true), Some("2.229"))
     );
-    assert_eq!(sys.body["engines"][1]["available"], false);
+    let native = &sys.body["engines"][1];
+    assert_eq!(
+        (native["name"].as_str(), native["available"].as_bool()),
+        (Some("native"), Some(true)),
+        "the native engine is built in: {native}"
+    );
+    assert!(sys.body["version"].as_str().is_some_and(|v| !v.is_empty()));
+    assert_eq!(sys.body["pool"]["running_here"], 0);
     assert_eq!(sys.body["pool"]["concurrency"], 0);
     assert!(sys.body["queue"]["queued"].is_u64());
     create_task(&w.b, &line("g", "pw")).await;
