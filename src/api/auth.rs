@@ -52,13 +52,20 @@ impl Caller {
     }
 }
 
-/// Whether the credentials a long-lived stream was opened with still hold (the user is
-/// enabled, the token not revoked or expired). Errors count as "no".
-pub async fn still_valid(db: &sea_orm::DatabaseConnection, user_id: i64, via: &Via) -> bool {
+/// Whether the credentials a long-lived stream was opened with still hold: the user is
+/// enabled, the token not revoked or expired, and a stream opened as an admin (which
+/// shows everyone's jobs) still belongs to an admin. Errors count as "no".
+pub async fn still_valid(
+    db: &sea_orm::DatabaseConnection,
+    user_id: i64,
+    via: &Via,
+    opened_as_admin: bool,
+) -> bool {
     use sea_orm::EntityTrait;
     let user_ok = matches!(
         service::accounts::find_by_id(db, user_id).await,
         Ok(Some(u)) if !u.disabled
+            && (!opened_as_admin || service::auth::actor_for(&u, None).is_admin())
     );
     match via {
         Via::Session { .. } => user_ok,

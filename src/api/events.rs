@@ -29,6 +29,7 @@ struct Watch {
     db: sea_orm::DatabaseConnection,
     user_id: i64,
     via: Via,
+    admin: bool,
     checked: Instant,
 }
 
@@ -65,6 +66,7 @@ impl EventsApi {
             db: state.db.clone(),
             user_id: caller.user.id,
             via: caller.via,
+            admin: caller.actor.is_admin(),
             checked: Instant::now(),
         };
         let stream = futures_util::stream::unfold(watch, move |mut w| async move {
@@ -72,8 +74,8 @@ impl EventsApi {
                 let received = tokio::select! {
                     r = w.rx.recv() => r,
                     _ = tokio::time::sleep(RECHECK.saturating_sub(w.checked.elapsed())) => {
-                        // A disabled user or a revoked token ends the stream.
-                        if !still_valid(&w.db, w.user_id, &w.via).await {
+                        // A disabled user, a revoked token or a lost admin role ends the stream.
+                        if !still_valid(&w.db, w.user_id, &w.via, w.admin).await {
                             return None;
                         }
                         w.checked = Instant::now();

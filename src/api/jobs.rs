@@ -13,7 +13,7 @@ use poem_openapi::{
 
 use super::{
     Tag,
-    auth::Caller,
+    auth::{Caller, Via, still_valid},
     body::JsonBody,
     error::ApiError,
     model::{Job, RetryJob, Status},
@@ -282,6 +282,8 @@ impl JobsApi {
         };
         let follower = Follower {
             state: state.clone(),
+            user_id: caller.user.id,
+            via: caller.via,
             actor: caller.actor,
             job_id: job_id.0,
             path: log.path,
@@ -308,6 +310,8 @@ impl JobsApi {
 /// State of one log stream.
 struct Follower {
     state: AppState,
+    user_id: i64,
+    via: Via,
     actor: Actor,
     job_id: i64,
     path: Option<std::path::PathBuf>,
@@ -360,6 +364,12 @@ impl Follower {
             }
             if self.last_status.elapsed() >= STATUS_POLL {
                 self.last_status = Instant::now();
+                // The actor was captured when the stream opened: a disabled user, a
+                // revoked token or a lost admin role must end it, as on `/events`.
+                let admin = self.actor.is_admin();
+                if !still_valid(&self.state.db, self.user_id, &self.via, admin).await {
+                    return None;
+                }
                 match tasks::get_job(&self.state.db, &self.actor, self.job_id).await {
                     Ok((_, job)) => {
                         let status = job.status.parse::<JobStatus>().ok();

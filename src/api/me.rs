@@ -43,13 +43,14 @@ impl MeApi {
     ///
     /// With session authentication, `csrf_token` is the value to send as `X-CSRF-Token`.
     #[oai(path = "/me", method = "get", operation_id = "get_me")]
-    async fn me(&self, caller: Caller) -> Json<Profile> {
+    async fn me(&self, caller: Caller) -> Result<Json<Profile>, ApiError> {
         let (auth, csrf_token, token_expires_at) = match caller.via {
             Via::Session { csrf_token } => (AuthMethod::Session, Some(csrf_token), None),
             Via::Token { expires_at, .. } => (AuthMethod::Token, None, expires_at),
         };
         let user = caller.user;
-        Json(Profile {
+        // `Result` only so that the spec lists the 401 of a missing or bad credential.
+        Ok(Json(Profile {
             id: user.id,
             role: if caller.actor.is_admin() {
                 super::model_account::Role::Admin
@@ -62,7 +63,7 @@ impl MeApi {
             auth,
             csrf_token,
             token_expires_at,
-        })
+        }))
     }
 
     /// Change your password
@@ -97,8 +98,9 @@ impl MeApi {
         &self,
         caller: Caller,
         Data(state): Data<&AppState>,
-    ) -> Json<HostPatterns> {
-        Json(HostPatterns {
+    ) -> Result<Json<HostPatterns>, ApiError> {
+        // `Result` only so that the spec lists the 401 of a missing or bad credential.
+        Ok(Json(HostPatterns {
             patterns: profile::stored_patterns(&caller.user)
                 .into_iter()
                 .map(Into::into)
@@ -107,7 +109,7 @@ impl MeApi {
                 .into_iter()
                 .map(Into::into)
                 .collect(),
-        })
+        }))
     }
 
     /// Replace your host patterns
@@ -148,7 +150,8 @@ impl MeApi {
 
     /// Create an API token
     ///
-    /// The secret is in this response only; pymap stores just its hash.
+    /// The secret is in this response only; pymap stores just its hash. A token created
+    /// with an expiring token expires no later than it (by default: at the same time).
     #[oai(path = "/me/tokens", method = "post", operation_id = "create_token")]
     async fn create_token(
         &self,
@@ -175,6 +178,11 @@ impl MeApi {
                 ));
             }
         };
+        let parent = match caller.via {
+            Via::Token { expires_at, .. } => expires_at,
+            Via::Session { .. } => None,
+        };
+        let expires_at = tokens::bounded_expiry(expires_at, parent)?;
         let created = tokens::create(&state.db, &caller.actor, &b.name, expires_at).await?;
         Ok(TokenCreated::Created(Json(CreatedToken {
             token: created.token.into(),

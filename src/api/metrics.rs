@@ -122,7 +122,7 @@ fn named(route: &str) -> String {
 
 /// Middleware: time every request by its route template.
 pub async fn track<E: Endpoint>(ep: E, req: Request) -> poem::Result<Response> {
-    let method = req.method().as_str().to_string();
+    let method = method_label(req.method()).to_string();
     let started = Instant::now();
     let result = ep.call(req).await.map(IntoResponse::into_response);
     let pattern = match &result {
@@ -135,6 +135,22 @@ pub async fn track<E: Endpoint>(ep: E, req: Request) -> poem::Result<Response> {
     };
     HTTP.observe(&method, &route, started.elapsed().as_secs_f64());
     result
+}
+
+/// The method as a label. Clients may send any token as a method, and every label value
+/// is a series kept forever, so methods outside the standard ones share `OTHER`.
+fn method_label(method: &poem::http::Method) -> &'static str {
+    use poem::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 fn escape(label: &str) -> String {
@@ -344,6 +360,14 @@ mod tests {
         );
         assert_eq!(template("/static/:file"), "/static/{file}");
         assert_eq!(template("/"), "/");
+    }
+
+    #[test]
+    fn odd_methods_share_one_label() {
+        use poem::http::Method;
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(method_label(&Method::TRACE), "OTHER");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "OTHER");
     }
 
     #[test]

@@ -72,6 +72,25 @@ fn check_name(name: &str) -> Result<String> {
     Ok(name.to_string())
 }
 
+/// The expiry of a token created by a request that itself authenticated with a token
+/// expiring at `parent`: never later than the parent, so a short-lived token cannot mint
+/// a lasting one (none asked for: the parent's expiry). Sessions and tokens without an
+/// expiry keep what was asked.
+pub fn bounded_expiry(
+    requested: Option<DateTime<Utc>>,
+    parent: Option<DateTime<Utc>>,
+) -> Result<Option<DateTime<Utc>>> {
+    match (requested, parent) {
+        (_, None) => Ok(requested),
+        (None, Some(p)) => Ok(Some(p)),
+        (Some(r), Some(p)) if r <= p => Ok(Some(r)),
+        (Some(_), Some(_)) => Err(ServiceError::invalid(
+            "expires_at",
+            "must not be later than the expiry of the token making this request",
+        )),
+    }
+}
+
 /// Create a token for the acting user. `expires_at`, when given, must be in the future.
 pub async fn create(
     db: &DatabaseConnection,
@@ -228,6 +247,23 @@ fn first_touch(token_id: i64, now: DateTime<Utc>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_made_with_a_token_never_outlive_it() {
+        let now = Utc::now();
+        let parent = Some(now + chrono::Duration::days(2));
+        let sooner = Some(now + chrono::Duration::days(1));
+        let later = Some(now + chrono::Duration::days(3));
+        assert_eq!(bounded_expiry(None, None).unwrap(), None);
+        assert_eq!(bounded_expiry(later, None).unwrap(), later);
+        assert_eq!(bounded_expiry(None, parent).unwrap(), parent);
+        assert_eq!(bounded_expiry(sooner, parent).unwrap(), sooner);
+        assert_eq!(bounded_expiry(parent, parent).unwrap(), parent);
+        assert!(matches!(
+            bounded_expiry(later, parent),
+            Err(ServiceError::Invalid { .. })
+        ));
+    }
 
     #[test]
     fn hash_is_hex_sha256() {

@@ -45,34 +45,71 @@ fn target() -> &'static Target {
 
 /// Send and check the invariants; returns the status.
 fn check(c: &Client, method: reqwest::Method, path: &str, body: Option<&Value>) -> u16 {
+    let mut req = c.request(method.clone(), path);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    send_checked(c, req, &format!("{method} {path}"), &format!("{body:?}"))
+}
+
+fn send_checked(c: &Client, req: reqwest::RequestBuilder, what: &str, sent: &str) -> u16 {
     let t = target();
-    let reply = t.rt.block_on(async {
-        let mut req = c.request(method.clone(), path);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        c.send(req).await
-    });
+    let reply = t.rt.block_on(c.send(req));
     assert!(
         reply.status < 500,
-        "{method} {path} -> {}: {:?}\nbody: {body:?}",
+        "{what} -> {}: {:?}\nbody: {sent}",
         reply.status,
         reply.body
     );
     if reply.status >= 400 {
-        assert!(
-            reply.body["code"].is_string(),
-            "{method} {path}: {:?}",
-            reply.body
-        );
+        assert!(reply.body["code"].is_string(), "{what}: {:?}", reply.body);
         assert!(reply.body["request_id"].is_string());
     }
     assert!(
         !reply.body.to_string().contains(MARK),
-        "{method} {path} echoed a password: {:?}",
+        "{what} echoed a password: {:?}",
         reply.body
     );
     reply.status
+}
+
+/// A multipart/form-data body with text fields and one file (bytes as they come).
+fn multipart(fields: &[(&str, &str)], file: &[u8]) -> (String, Vec<u8>) {
+    let b = "pymap-fuzz-boundary-93e1";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{b}\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!("--{b}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"b.csv\"\r\ncontent-type: text/csv\r\n\r\n").as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={b}"), body)
+}
+
+/// CSV batch files: arbitrary bytes, or rows under a header whose passwords carry the mark.
+fn csv_file() -> impl Strategy<Value = Vec<u8>> {
+    let header = prop_oneof![
+        Just("user1,password1\n".to_string()),
+        Just("user1,password1,user2,password2,host1,host2,options\n".to_string()),
+        "[a-z0-9,]{0,40}\n",
+    ];
+    let rows = prop::collection::vec((text(), text(), text()), 0..5).prop_map(|rows| {
+        rows.into_iter()
+            .map(|(u, pw, rest)| {
+                let pw = pw.replace(['"', ',', '\n', '\r'], "");
+                format!("{u},\"{MARK}{pw}\",{rest}\n")
+            })
+            .collect::<String>()
+    });
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..600),
+        (header, rows).prop_map(|(h, r)| format!("{h}{r}").into_bytes()),
+    ]
 }
 
 fn any_json() -> impl Strategy<Value = Value> {
@@ -272,6 +309,23 @@ proptest! {
         check(&t.client, reqwest::Method::PUT, "/me/host-patterns", Some(&body));
         // Whatever was saved, resolving still works or fails cleanly.
         check(&t.client, reqwest::Method::GET, &format!("/preflight/host?host={}", enc(&host)), None);
+    }
+
+    #[test]
+    fn csv_uploads(file in csv_file(), source in text(), destination in text(),
+                   options in prop::option::of(any_json()), engine in prop::option::of(text())) {
+        let t = target();
+        let options = options.map(|o| o.to_string());
+        let mut fields = vec![("source", source.as_str()), ("destination", destination.as_str())];
+        if let Some(o) = &options {
+            fields.push(("options", o.as_str()));
+        }
+        if let Some(e) = &engine {
+            fields.push(("engine", e.as_str()));
+        }
+        let (ct, body) = multipart(&fields, &file);
+        let req = t.client.request(reqwest::Method::POST, "/tasks/csv").header("content-type", ct).body(body);
+        send_checked(&t.client, req, "POST /tasks/csv", &format!("{fields:?} {file:?}"));
     }
 
     #[test]

@@ -8,6 +8,8 @@ mod harness;
 
 mod api;
 mod api_fuzz;
+mod api_matrix;
+mod api_streams;
 mod auth;
 mod binary;
 mod browser;

@@ -508,6 +508,8 @@ async fn accounts_and_admin(backend: Backend) {
             .is_some_and(|v| v.contains("native IMAP engine")),
         "{native}"
     );
+    assert!(sys.body["version"].as_str().is_some_and(|v| !v.is_empty()));
+    assert_eq!(sys.body["pool"]["running_here"], 0);
     assert_eq!(sys.body["pool"]["concurrency"], 0);
     assert!(sys.body["queue"]["queued"].is_u64());
     create_task(&w.b, &line("g", "pw")).await;

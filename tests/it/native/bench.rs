@@ -151,7 +151,8 @@ fn measure(job: &str) -> Measured {
     let secs = started.elapsed().as_secs_f64();
     let line = out
         .lines()
-        .find_map(|l| l.strip_prefix("BENCH_RESULT "))
+        // libtest prints `test … ... ` before the test's own output, on the same line.
+        .find_map(|l| l.split_once("BENCH_RESULT ").map(|(_, r)| r))
         .unwrap_or_else(|| panic!("no result from the child:\n{out}"));
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
