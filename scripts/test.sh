@@ -507,3 +507,13 @@ show_env
 say "running: cargo test --workspace --locked ${CARGO_ARGS[*]}"
 # Not `exec`: the EXIT trap must stop the services afterwards; it keeps cargo's exit status.
 cargo test --workspace --locked "${CARGO_ARGS[@]}"
+
+# The appliance proof (podman: image, compose, first start, a native-engine task through
+# nginx, restart survival). Under CI it reuses the debug binary the tests just built
+# instead of a 15-minute release build; its memory figures are then not the published ones
+# (those come from a release build, see BENCHMARKS.md).
+if [ "$MODE" = normal ] && { [ "$IS_CI" = 1 ] || [ "${PYMAP_APPLIANCE_TEST:-0}" = 1 ]; } \
+    && [ ${#CARGO_ARGS[@]} -eq 0 ]; then
+    say "appliance: scripts/appliance-test.sh"
+    "$REPO_ROOT/scripts/appliance-test.sh" --binary "${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/pymap"
+fi

@@ -8,7 +8,12 @@ use crate::config::Config;
 
 pub fn init(config: &Config, to_files: bool) -> anyhow::Result<Option<WorkerGuard>> {
     let filter = EnvFilter::try_new(&config.log_level)?;
-    let stderr = fmt::layer().with_writer(std::io::stderr).with_target(false);
+    // Colours only for a person at a terminal: container logs and journald would keep
+    // the escape codes as text.
+    let stderr = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
     if !to_files {
         let _ = tracing_subscriber::registry()
             .with(filter)

@@ -99,6 +99,7 @@ pub struct Config {
     /// Public URL users reach pymap at (sets cookie `Secure` when https).
     pub public_url: Option<String>,
     /// Peers whose `X-Forwarded-For` is believed (addresses or CIDR ranges).
+    #[serde(deserialize_with = "ip_ranges")]
     pub trusted_proxies: Vec<IpNet>,
     /// Old Pymap host shortcuts: `[regex, suffix]` pairs applied to typed host names.
     pub hosts: Vec<(String, String)>,
@@ -136,7 +137,24 @@ pub struct MetricsConfig {
     pub token: Option<Secret>,
     /// Addresses or CIDR ranges allowed with `mode = trusted` (the client address as
     /// determined with `trusted_proxies`).
+    #[serde(deserialize_with = "ip_ranges")]
     pub trusted: Vec<IpNet>,
+}
+
+/// Addresses or CIDR ranges. A bare address (`127.0.0.1`, `::1`) means that one host, as
+/// an administrator writes it; `IpNet` alone would insist on a prefix length.
+fn ip_ranges<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|item| parse_ip_range(item).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+pub fn parse_ip_range(item: &str) -> Result<IpNet, String> {
+    let item = item.trim();
+    item.parse::<IpNet>()
+        .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{item:?} is neither an IP address nor a CIDR range"))
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

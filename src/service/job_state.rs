@@ -20,7 +20,17 @@ use crate::worker::{
 };
 
 /// Recompute a task's counts and status from its jobs.
+///
+/// The task row is locked first (PostgreSQL; SQLite writers are serialised anyway): under
+/// READ COMMITTED two jobs finishing together would each count without the other's
+/// uncommitted change, and the later commit would leave a task "running" forever. Behind
+/// the lock, the count statement sees everything the previous holder committed.
 pub async fn refresh_task(conn: &impl ConnectionTrait, task_id: i64) -> Result<task::Model> {
+    let task = task::Entity::find_by_id(task_id)
+        .lock_exclusive()
+        .one(conn)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
     let rows: Vec<(String, i64, Option<f64>)> = job::Entity::find()
         .select_only()
         .column(job::Column::Status)
@@ -39,10 +49,6 @@ pub async fn refresh_task(conn: &impl ConnectionTrait, task_id: i64) -> Result<t
     };
     let total: i32 = rows.iter().map(|r| r.1).sum::<i64>() as i32;
     let run_time: f64 = rows.iter().filter_map(|r| r.2).sum();
-    let task = task::Entity::find_by_id(task_id)
-        .one(conn)
-        .await?
-        .ok_or(ServiceError::NotFound)?;
     let (queued, running) = (
         count(JobStatus::Queued) + count(JobStatus::Interrupted),
         count(JobStatus::Running),

@@ -284,8 +284,12 @@ impl Pool {
                 let tasks: HashMap<i64, task::Model> =
                     tasks.into_iter().map(|t| (t.id, t)).collect();
                 for id in ids {
-                    let Some(job) = jobs.remove(&id) else { continue };
-                    let Some(task) = tasks.get(&job.task_id) else { continue };
+                    let Some(job) = jobs.remove(&id) else {
+                        continue;
+                    };
+                    let Some(task) = tasks.get(&job.task_id) else {
+                        continue;
+                    };
                     self.launch(job, task.clone());
                 }
             }

@@ -268,7 +268,7 @@ fn bad_values_name_key_and_source() {
         (
             None,
             vec![("PYMAP_TRUSTED_PROXIES", "10.0.0.0/8,banana")],
-            &["trusted_proxies", "PYMAP_TRUSTED_PROXIES"],
+            &["trusted_proxies", "PYMAP_TRUSTED_PROXIES", "banana"],
         ),
         (
             None,
@@ -330,4 +330,27 @@ fn malformed_json_names_line_and_column() {
             .to_string()
             .contains("object")
     );
+}
+
+/// A bare address is one host (/32, /128), as README and `.env.template` write it.
+#[test]
+fn bare_addresses_are_single_hosts() {
+    let config = load(
+        None,
+        &[
+            ("PYMAP_TRUSTED_PROXIES", "127.0.0.1, ::1,10.0.0.0/8"),
+            ("PYMAP_METRICS__MODE", "trusted"),
+            ("PYMAP_METRICS__TRUSTED", "192.0.2.7"),
+        ],
+        Overrides::default(),
+    )
+    .unwrap()
+    .config;
+    let shown: Vec<String> = config
+        .trusted_proxies
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(shown, ["127.0.0.1/32", "::1/128", "10.0.0.0/8"]);
+    assert_eq!(config.metrics.trusted[0].to_string(), "192.0.2.7/32");
 }

@@ -1,4 +1,4 @@
-//! Submitting tasks: job ids are reserved in bulk inside the write transaction, so the
+//! Submitting tasks and counting their jobs. Job ids are reserved in bulk inside the write transaction, so the
 //! password ciphertexts (bound to id + field) can go in with multi-row INSERTs. These
 //! tests hold that scheme to its promises on both backends: concurrent submissions never
 //! share an id, every ciphertext opens only with its own row id, and ids of deleted jobs
@@ -88,5 +88,62 @@ mod bulk_ids {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres() {
         super::bulk_ids(Backend::Postgres).await
+    }
+}
+
+/// Many jobs finishing at the same moment: the task's counters must end exact. On
+/// PostgreSQL (READ COMMITTED) concurrent finishers used to count without each other's
+/// uncommitted change and leave the task "running 1" forever.
+async fn counts_exact_when_jobs_finish_together(backend: Backend) {
+    let Some(app) = pool_app(backend, |c| {
+        c.workers.concurrency = 20;
+        c.workers.per_source_host = 20;
+        c.workers.per_destination_host = 20;
+    })
+    .await
+    else {
+        return;
+    };
+    for round in 0..3 {
+        let batch: String = (1..=40)
+            .map(|i| format!("standin-a+speed0+startup0@m{i}.r{round}.example.com pw\n"))
+            .collect();
+        let task = submit(&app, "src.example.com", "dst.example.com", &batch)
+            .await
+            .unwrap();
+        let jobs =
+            crate::pool::wait_final(&app, task.id, std::time::Duration::from_secs(120)).await;
+        assert!(
+            jobs.iter().all(|j| j.status == "warning"),
+            "fixture a ends in warning"
+        );
+        // The last finisher's refresh is the one that counts; give it its commit.
+        let mut task = crate::pool::task_of(&app, task.id).await;
+        for _ in 0..50 {
+            if task.jobs_running == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            task = crate::pool::task_of(&app, task.id).await;
+        }
+        assert_eq!(
+            (task.jobs_running, task.jobs_queued, task.jobs_warning),
+            (0, 0, 40),
+            "round {round}: {task:?}"
+        );
+        assert_eq!(task.status, "warning", "round {round}");
+    }
+    app.stop().await;
+}
+
+mod counts_exact_when_jobs_finish_together {
+    use crate::harness::Backend;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::counts_exact_when_jobs_finish_together(Backend::Sqlite).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::counts_exact_when_jobs_finish_together(Backend::Postgres).await
     }
 }
