@@ -27,8 +27,11 @@
 #   APPLIANCE_TEST_LOAD_MESSAGES=500   messages per mailbox in the 20-job load run
 # Needs root (rootful podman; Dovecot switches to its mail uid).
 
-set -euo pipefail
+set -Eeuo pipefail
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+# A command that stops the script under `set -e` says which one (errtrace: also inside
+# functions and substitutions), so a failure is never silent.
+trap 'printf "appliance-test: FAILED: line %s: %s (status %s)\n" "$LINENO" "$BASH_COMMAND" "$?" >&2' ERR
 
 PROG=appliance-test
 START_TS="$(date +%s)"
@@ -393,6 +396,9 @@ memory() {
     for p in $(podman top "$CTR" hpid | tail -n +2); do
         files+=("/proc/$p/status" "/proc/$p/smaps_rollup")
     done
+    # Without a process list awk would read stdin; a process that exits meanwhile leaves
+    # a missing file (awk status 2) and is simply not counted.
+    [ "${#files[@]}" -gt 0 ] || die "podman top $CTR listed no processes"
     awk '/^Name:/ { name = $2; sub(/-server$/, "", name) }
         /^VmRSS:/ { rss += $2; n++; by[name] += $2 }
         /^Pss:/ { pss += $2 }
@@ -402,7 +408,7 @@ memory() {
             for (i = 1; i <= 5; i++) { k = order[i]; printf "%s%s=%.0f", (i > 1 ? "," : ""), k, by[k] / 1024; delete by[k] }
             for (k in by) printf ",%s=%.0f", k, by[k] / 1024
             printf "\n"
-        }' "${files[@]}" 2>/dev/null
+        }' "${files[@]}" 2>/dev/null || true
 }
 sleep 5 # let start-up work (migrations, first checkpoint) settle
 read -r IDLE_RSS IDLE_PSS IDLE_PROCS IDLE_BY < <(memory)
@@ -447,14 +453,23 @@ task_json() { api "$BASE/api/v1/tasks/$1"; }
 # "RUNNING UNFINISHED" from the task's job rows. Progress is judged from the jobs, and the
 # task's own counters (a summary pymap keeps) are checked against them once all are done.
 job_counts() {
-    api "$BASE/api/v1/tasks/$1/jobs?limit=100" | jq -r '[.items[].status] |
-        "\(map(select(. == "running")) | length) \(map(select(. == "running" or . == "queued" or . == "interrupted")) | length)"'
+    local out tries=0
+    # A poll can fail while the machine is saturated (a timeout, a 502 while pymap is
+    # busy): try again a few times, then stop with what the API said.
+    until out="$(api -f "$BASE/api/v1/tasks/$1/jobs?limit=100" 2>&1)" &&
+        jq -er '[.items[].status] |
+        "\(map(select(. == "running")) | length) \(map(select(. == "running" or . == "queued" or . == "interrupted")) | length)"' <<<"$out"; do
+        tries=$((tries + 1))
+        [ "$tries" -lt 10 ] || die "cannot list the jobs of task $1: $out"
+        sleep 1
+    done
 }
 wait_task() {
-    local id="$1" limit="$2" t0 running unfinished
+    local id="$1" limit="$2" t0 running unfinished counts
     t0="$(now)"
     while :; do
-        read -r running unfinished < <(job_counts "$id")
+        counts="$(job_counts "$id")"
+        read -r running unfinished <<<"$counts"
         [ "$unfinished" = 0 ] && return 0
         [ "$(secs "$t0" "$(now)" | cut -d. -f1)" -lt "$limit" ] ||
             die "task $id: $unfinished jobs unfinished after $limit s"
@@ -501,10 +516,12 @@ PEAK_RSS=0 PEAK_PSS=0 PEAK_BY="" SAMPLES=0 MOST_RUNNING=0 MAX_RSS=0 MAX_PSS=0
 # Memory is sampled all through the task; "20 jobs running" is the highest sample taken
 # while all of them ran at once, MAX_* the highest of the whole task.
 while :; do
-    read -r running unfinished < <(job_counts "$TASK2")
+    counts="$(job_counts "$TASK2")"
+    read -r running unfinished <<<"$counts"
     [ "$unfinished" = 0 ] && break
     if [ "$running" -gt 0 ]; then
-        read -r rss pss _ by < <(memory)
+        sample="$(memory)"
+        read -r rss pss _ by <<<"$sample"
         [ "$running" -gt "$MOST_RUNNING" ] && MOST_RUNNING="$running"
         [ "$rss" -gt "$MAX_RSS" ] && MAX_RSS="$rss" MAX_PSS="$pss"
         if [ "$running" = "$LOAD_JOBS" ]; then
