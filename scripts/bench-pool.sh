@@ -14,6 +14,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${1:-1000}
+# Stand-in replay speed: 0 = as fast as possible (CPU-bound: 200 processes printing flat out
+# on 2 cores), 1 = the captured run's own pace (the processes mostly wait, as imapsync does
+# on a network), which isolates pymap's own dispatch latency.
+SPEED=${SPEED:-0}
 CONC=${2:-200}
 cargo build --release --locked --bin pymap --bin imapsync-standin >&2
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
@@ -29,14 +33,14 @@ ulimit -n 65536 2>/dev/null || true
 "$BIN" serve --listen "127.0.0.1:$PORT" 2>"$WORK/serve.log" &
 PID=$!
 for _ in $(seq 100); do PYMAP_LISTEN=127.0.0.1:$PORT "$BIN" healthcheck 2>/dev/null && break; sleep 0.2; done
-python3 - "$JOBS" >"$WORK/batch.txt" <<'PY'
+python3 - "$JOBS" "$SPEED" >"$WORK/batch.txt" <<'PY'
 import sys
 for i in range(int(sys.argv[1])):
-    print(f"standin-a+speed0+startup0@m{i}.example.com pw-{i}")
+    print(f"standin-a+speed{sys.argv[2]}+startup0@m{i}.example.com pw-{i}")
 PY
 # What one run prints when pymap drives it (same argv shape, --nolog): the line-count reference.
 ( cd "$WORK" && printf 'pw\n' >p1 && cp p1 p2 && chmod 600 p1 p2 &&
-  "$STANDIN" --host1 a --user1 standin-a+speed0+startup0@x --passfile1 p1 --host2 b --user2 u \
+  "$STANDIN" --host1 a --user1 "standin-a+speed$SPEED+startup0@x" --passfile1 p1 --host2 b --user2 u \
     --passfile2 p2 --nodockercontext --nolog --pidfile ./pid --tmpdir . | wc -l >"$WORK/per_run" )
 SUBMIT=${SUBMIT:-api}
 START=$(date +%s.%N)
