@@ -5,13 +5,13 @@ use chrono::{DateTime, Utc};
 
 use super::{
     error::{ApiError, ErrorDetail},
-    model::MailboxInput,
+    model::{CreateTask, MailboxInput},
 };
 use crate::{
     service::{
         FieldError, ServiceError,
         query::{ArchivedFilter, SortDir, TaskSort},
-        tasks::BatchInput,
+        tasks::{BatchInput, NewTask},
     },
     worker::status::JobStatus,
 };
@@ -183,8 +183,43 @@ pub fn mailboxes(items: Vec<MailboxInput>) -> (BatchInput, MailboxBatch) {
     (BatchInput::Csv(bytes), MailboxBatch { starts })
 }
 
+/// The service's `NewTask` from a JSON body (task creation and preflight take the same
+/// body), and the error mapper that names `mailboxes[i]` instead of batch lines when the
+/// body listed mailboxes.
+pub fn new_task(b: CreateTask) -> Result<(NewTask, Lines), ApiError> {
+    let (batch, map) = batch(b.batch, b.mailboxes)?;
+    let new = NewTask {
+        label: b.label.unwrap_or_default(),
+        source: b.source,
+        destination: b.destination,
+        engine: b.engine.unwrap_or_else(|| "imapsync".into()),
+        options: b.options.unwrap_or_default().into_options(),
+        extra_args: b.extra_args.unwrap_or_default(),
+        batch,
+        owner: b.owner,
+    };
+    Ok((new, Lines(map)))
+}
+
+/// Line numbers as the client knows them: `mailboxes[i]` entries when it sent a list,
+/// batch lines otherwise.
+pub struct Lines(Option<MailboxBatch>);
+
+impl Lines {
+    pub fn remap(&self, err: ServiceError) -> ServiceError {
+        match &self.0 {
+            Some(map) => map.remap(err),
+            None => err,
+        }
+    }
+
+    pub fn client_line(&self, line: usize) -> usize {
+        self.0.as_ref().map_or(line, |m| m.client_line(line))
+    }
+}
+
 /// The batch of a JSON request: exactly one of `batch` and `mailboxes`.
-pub fn batch(
+fn batch(
     text: Option<String>,
     items: Option<Vec<MailboxInput>>,
 ) -> Result<(BatchInput, Option<MailboxBatch>), ApiError> {

@@ -14,10 +14,7 @@ use super::{
     params, task_env,
 };
 use crate::{
-    service::{
-        login_check,
-        tasks::{self, NewTask},
-    },
+    service::{login_check, tasks},
     state::AppState,
     worker::native::NativeOptions,
 };
@@ -45,24 +42,10 @@ impl PreflightApi {
         /// Try the logins too (default true).
         check_logins: Query<Option<bool>>,
     ) -> Result<Json<PreflightReport>, ApiError> {
-        let b = body.0;
-        let (batch, map) = params::batch(b.batch, b.mailboxes)?;
-        let new = NewTask {
-            label: b.label.unwrap_or_default(),
-            source: b.source,
-            destination: b.destination,
-            engine: b.engine.unwrap_or_else(|| "imapsync".into()),
-            options: b.options.unwrap_or_default().into_options(),
-            extra_args: b.extra_args.unwrap_or_default(),
-            batch,
-            owner: b.owner,
-        };
+        let (new, lines) = params::new_task(body.0)?;
         let plan = tasks::plan(&task_env(state), &caller.actor, new)
             .await
-            .map_err(|e| match &map {
-                Some(map) => map.remap(e),
-                None => e,
-            })?;
+            .map_err(|e| lines.remap(e))?;
         let checked = if check_logins.0.unwrap_or(true) {
             // The pool's native engine runs with the default options too (see `app.rs`).
             Some(login_check::check_plan(&plan, &NativeOptions::default()).await)
@@ -76,10 +59,7 @@ impl PreflightApi {
             .map(|(i, j)| {
                 let result = checked.as_ref().map(|c| &c[i]);
                 PreflightLine {
-                    line: map
-                        .as_ref()
-                        .map_or(j.pair.line, |m| m.client_line(j.pair.line))
-                        as u64,
+                    line: lines.client_line(j.pair.line) as u64,
                     user1: j.pair.user1.clone(),
                     user2: j.pair.user2.clone(),
                     host1: j.host1.clone(),

@@ -83,24 +83,10 @@ impl TasksApi {
         Data(state): Data<&AppState>,
         body: JsonBody<CreateTask>,
     ) -> Result<CreatedTask, ApiError> {
-        let b = body.0;
-        let (batch, map) = params::batch(b.batch, b.mailboxes)?;
-        let new = NewTask {
-            label: b.label.unwrap_or_default(),
-            source: b.source,
-            destination: b.destination,
-            engine: b.engine.unwrap_or_else(|| "imapsync".into()),
-            options: b.options.unwrap_or_default().into_options(),
-            extra_args: b.extra_args.unwrap_or_default(),
-            batch,
-            owner: b.owner,
-        };
+        let (new, lines) = params::new_task(body.0)?;
         let task = tasks::create(&task_env(state), &caller.actor, new)
             .await
-            .map_err(|e| match &map {
-                Some(map) => map.remap(e),
-                None => e,
-            })?;
+            .map_err(|e| lines.remap(e))?;
         state.pool.wake();
         let row = query::task_row(&state.db, &caller.actor, task.id).await?;
         Ok(CreatedTask::Created(Json(row.into())))

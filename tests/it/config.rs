@@ -354,3 +354,44 @@ fn bare_addresses_are_single_hosts() {
     assert_eq!(shown, ["127.0.0.1/32", "::1/128", "10.0.0.0/8"]);
     assert_eq!(config.metrics.trusted[0].to_string(), "192.0.2.7/32");
 }
+
+/// `.env.template` is the appliance's whole configuration surface: every setting pymap
+/// reads has its variable there (a new setting without one fails here), and every secret
+/// its `_FILE` variant.
+#[test]
+fn env_template_lists_every_setting() {
+    fn leaves(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let name = if prefix.is_empty() {
+                        k.to_uppercase()
+                    } else {
+                        format!("{prefix}__{}", k.to_uppercase())
+                    };
+                    leaves(&name, v, out);
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+    let config = load(None, &[], Overrides::default()).unwrap().config;
+    let mut names = Vec::new();
+    leaves("", &serde_json::to_value(&config).unwrap(), &mut names);
+    assert!(names.len() > 20, "{names:?}");
+    let template = include_str!("../../.env.template");
+    let listed = |var: &str| {
+        template
+            .lines()
+            .any(|l| l.trim_start_matches('#').starts_with(&format!("{var}=")))
+    };
+    let missing: Vec<String> = names
+        .iter()
+        .map(|n| format!("PYMAP_{n}"))
+        .filter(|v| !listed(v))
+        .collect();
+    assert!(missing.is_empty(), "not in .env.template: {missing:?}");
+    for secret in ["SECRET_KEY", "ADMIN_PASSWORD", "DATABASE_URL", "REDIS_URL"] {
+        assert!(listed(&format!("PYMAP_{secret}_FILE")), "{secret}_FILE");
+    }
+}

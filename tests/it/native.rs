@@ -108,6 +108,12 @@ pub fn engine() -> NativeEngine {
     })
 }
 
+/// The run ended with `want`; a failure shows the run's reason.
+#[track_caller]
+fn assert_status(r: &RunResult, want: JobStatus) {
+    assert_eq!(r.outcome.status, want, "{}", r.outcome.reason);
+}
+
 async fn run(engine: &NativeEngine, spec: JobSpec) -> (RunResult, Arc<Recorder>) {
     let rec = Arc::new(Recorder::default());
     let result = engine
@@ -144,12 +150,7 @@ async fn full_copy_is_identical_rerun_copies_nothing_and_round_trips() {
     let started = Instant::now();
     let (r, rec) = run(&engine(), job(dir.path(), &src, &dst, plain())).await;
     eprintln!("first run: {:?} in {:?}", r.outcome, started.elapsed());
-    assert_eq!(
-        r.outcome.status,
-        JobStatus::Succeeded,
-        "{}",
-        r.outcome.reason
-    );
+    assert_status(&r, JobStatus::Succeeded);
     assert_eq!(r.outcome.exit_name, "EX_OK");
     let st = &r.summary.stats;
     assert_eq!(st.messages_transferred, Some(corpus.messages));
@@ -216,24 +217,14 @@ async fn full_copy_is_identical_rerun_copies_nothing_and_round_trips() {
     );
 
     let (r, _) = run(&engine(), job(dir.path(), &src, &dst, plain())).await;
-    assert_eq!(
-        r.outcome.status,
-        JobStatus::Succeeded,
-        "{}",
-        r.outcome.reason
-    );
+    assert_status(&r, JobStatus::Succeeded);
     assert_eq!(r.summary.stats.messages_transferred, Some(0));
     assert_eq!(r.summary.stats.messages_skipped, Some(corpus.messages));
 
     // Back from `.` to `/`, into another mailbox: identical to the original too.
     let back = at(&slash, "carol");
     let (r, _) = run(&engine(), job(dir.path(), &dst, &back, plain())).await;
-    assert_eq!(
-        r.outcome.status,
-        JobStatus::Succeeded,
-        "{}",
-        r.outcome.reason
-    );
+    assert_status(&r, JobStatus::Succeeded);
     assert_identical(&verify(&check(&dst, &back, plain(), NativeOptions::default())).await);
     assert_identical(&verify(&check(&src, &back, plain(), NativeOptions::default())).await);
 }
@@ -254,12 +245,7 @@ async fn cancelled_run_resumes_to_identical() {
     let r = engine()
         .run(job(dir.path(), &src, &dst, plain()), rec.clone(), cancel)
         .await;
-    assert_eq!(
-        r.outcome.status,
-        JobStatus::Cancelled,
-        "{}",
-        r.outcome.reason
-    );
+    assert_status(&r, JobStatus::Cancelled);
     assert!(!r.outcome.retryable);
     let first = r.summary.stats.messages_transferred.unwrap();
     assert!(
@@ -271,12 +257,7 @@ async fn cancelled_run_resumes_to_identical() {
     assert!(!report.complete);
 
     let (r, _) = run(&engine(), job(dir.path(), &src, &dst, plain())).await;
-    assert_eq!(
-        r.outcome.status,
-        JobStatus::Succeeded,
-        "{}",
-        r.outcome.reason
-    );
+    assert_status(&r, JobStatus::Succeeded);
     let second = r.summary.stats.messages_transferred.unwrap();
     // Whatever was in flight at the cancel is either there (skipped) or copied now.
     assert_eq!(
@@ -310,12 +291,7 @@ async fn dry_run_folders_only_and_message_filters() {
         ),
     )
     .await;
-    assert_eq!(
-        r.outcome.status,
-        JobStatus::Succeeded,
-        "{}",
-        r.outcome.reason
-    );
+    assert_status(&r, JobStatus::Succeeded);
     assert!(
         r.outcome
             .reason
@@ -341,12 +317,7 @@ async fn dry_run_folders_only_and_message_filters() {
         ),
     )
     .await;
-    assert_eq!(
-        r.outcome.status,
-        JobStatus::Succeeded,
-        "{}",
-        r.outcome.reason
-    );
+    assert_status(&r, JobStatus::Succeeded);
     let report = verify(&check(
         &src,
         &at(&a, "bob"),
@@ -382,12 +353,7 @@ async fn dry_run_folders_only_and_message_filters() {
         .count() as u64;
     assert!(want > 10 && want < corpus.messages / 2, "{want}");
     let (r, _) = run(&e, job(dir.path(), &src, &at(&a, "carol"), limits.clone())).await;
-    assert_eq!(
-        r.outcome.status,
-        JobStatus::Succeeded,
-        "{}",
-        r.outcome.reason
-    );
+    assert_status(&r, JobStatus::Succeeded);
     assert_eq!(r.summary.stats.messages_transferred, Some(want));
     assert!(
         r.outcome
@@ -433,12 +399,7 @@ async fn verifier_reports_exact_differences_and_rerun_repairs_them() {
     let dir = tempfile::tempdir().unwrap();
     let (src, dst) = (at(&a, "alice"), at(&a, "bob"));
     let (r, _) = run(&engine(), job(dir.path(), &src, &dst, plain())).await;
-    assert_eq!(
-        r.outcome.status,
-        JobStatus::Succeeded,
-        "{}",
-        r.outcome.reason
-    );
+    assert_status(&r, JobStatus::Succeeded);
     let mut s = dovecot::session(&a, "bob").await;
     s.select("INBOX").await.unwrap();
     s.store("1", "+FLAGS.SILENT (\\Deleted)")
@@ -509,12 +470,7 @@ async fn dropped_connection_is_resumed_after_reconnecting() {
         user: "bob",
     };
     let (r, rec) = run(&engine(), job(dir.path(), &src, &dst, plain())).await;
-    assert_eq!(
-        r.outcome.status,
-        JobStatus::Succeeded,
-        "{}",
-        r.outcome.reason
-    );
+    assert_status(&r, JobStatus::Succeeded);
     assert!(
         r.summary.stats.reconnections_host2.unwrap() >= 1,
         "no reconnection"

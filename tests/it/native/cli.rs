@@ -10,7 +10,7 @@ use std::{
 use futures::StreamExt;
 use pymap::worker::status::JobStatus;
 
-use super::{at, engine, job, plain, run};
+use super::{assert_status, at, engine, job, plain, run};
 use crate::{
     dovecot::{self, CorpusSpec, Dovecot, HOSTILE, Options, secret},
     harness::bin,
@@ -70,12 +70,7 @@ async fn verify_command_exit_status_and_report() {
     let work = tempfile::tempdir().unwrap();
     let (src, dst) = (at(&server, "alice"), at(&server, "bob"));
     let (r, _) = run(&engine(), job(work.path(), &src, &dst, plain())).await;
-    assert_eq!(
-        r.outcome.status,
-        JobStatus::Succeeded,
-        "{}",
-        r.outcome.reason
-    );
+    assert_status(&r, JobStatus::Succeeded);
     let port = server.port.to_string();
     let tls_port = server.tls_port.unwrap().to_string();
     let args = |host2_port: &str, tls2: &str, extra: &[&str]| -> Vec<String> {

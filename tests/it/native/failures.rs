@@ -15,7 +15,7 @@ use pymap::{
     },
 };
 
-use super::{Side, assert_identical, at, check, engine, job, plain, run};
+use super::{Side, assert_identical, assert_status, at, check, engine, job, plain, run};
 use crate::dovecot::{self, CorpusSpec, Dovecot, HOSTILE, Options};
 
 /// Logins, refused connections, a server that never greets and a TLS mismatch each end
@@ -174,12 +174,7 @@ async fn hostile_password_works_with_login_and_authenticate_plain() {
         };
         let e = NativeEngine::new(native.clone());
         let (r, _) = run(&e, job(dir.path(), &src, &dst, plain())).await;
-        assert_eq!(
-            r.outcome.status,
-            JobStatus::Succeeded,
-            "{}",
-            r.outcome.reason
-        );
+        assert_status(&r, JobStatus::Succeeded);
         let back = run(
             &e,
             job(
@@ -194,12 +189,7 @@ async fn hostile_password_works_with_login_and_authenticate_plain() {
         )
         .await
         .0;
-        assert_eq!(
-            back.outcome.status,
-            JobStatus::Succeeded,
-            "{}",
-            back.outcome.reason
-        );
+        assert_status(&back, JobStatus::Succeeded);
         assert!(back.outcome.reason.starts_with("Login test passed"));
         assert_identical(&verify(&check(&src, &dst, plain(), native)).await);
     }
@@ -274,12 +264,7 @@ async fn self_signed_tls_is_refused_by_default_and_accepted_on_request() {
         job(dir.path(), &src, &dst, implicit.clone()),
     )
     .await;
-    assert_eq!(
-        r.outcome.status,
-        JobStatus::Succeeded,
-        "{}",
-        r.outcome.reason
-    );
+    assert_status(&r, JobStatus::Succeeded);
     let lines = rec.lines.lock().unwrap().join("\n");
     assert!(
         lines.contains("(implicit TLS)") && lines.contains("(STARTTLS)"),
