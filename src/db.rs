@@ -38,8 +38,43 @@ fn options(url: &str) -> ConnectOptions {
                 .busy_timeout(Duration::from_secs(15))
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
+        })
+        .map_sqlx_sqlite_pool_opts(|pool| {
+            pool.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    let mut handle = conn.lock_handle().await?;
+                    stable_query_plans(handle.as_raw_handle());
+                    Ok(())
+                })
+            })
         });
     opts
+}
+
+/// Turn on SQLite's query planner stability guarantee for one connection.
+///
+/// Why: sea-query binds `LIMIT` (and so every `.one()`) as a parameter. Without this,
+/// SQLite peeks at that bound value while planning and marks the prepared statement to be
+/// re-prepared whenever the parameter is bound again, which sqlx does on every execution,
+/// so the statement cache never paid off: re-parsing was 14 % of the CPU of a task
+/// listing (BENCHMARKS.md, "REST API"). With the guarantee the plan does not depend on
+/// bound values and cached statements are reused as they are.
+fn stable_query_plans(db: std::ptr::NonNull<libsqlite3_sys::sqlite3>) {
+    let mut enabled: std::ffi::c_int = 0;
+    // SAFETY: `db` is a live connection handle that sqlx has locked for us (its worker
+    // thread makes no calls on it meanwhile); SQLITE_DBCONFIG_ENABLE_QPSG takes an int
+    // and an int* to report the new setting, both valid for the call.
+    let rc = unsafe {
+        libsqlite3_sys::sqlite3_db_config(
+            db.as_ptr(),
+            libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+            1 as std::ffi::c_int,
+            &mut enabled as *mut std::ffi::c_int,
+        )
+    };
+    if rc != libsqlite3_sys::SQLITE_OK || enabled != 1 {
+        tracing::warn!(rc, "SQLite: could not enable stable query plans");
+    }
 }
 
 /// Connect, retrying with backoff for up to `wait` (services start in parallel under
