@@ -51,6 +51,30 @@ fn options(url: &str) -> ConnectOptions {
     opts
 }
 
+/// Switch off SQLite's memory statistics, once per process and before SQLite starts.
+///
+/// Why: while they are on (SQLite's default), every allocation SQLite makes takes one
+/// process-wide mutex to update the counters, and sqlx runs each connection on its own
+/// thread, so concurrent queries queue on that lock (5 % of a task listing's CPU). pymap
+/// never reads the statistics. Too late (SQLite already started in this process) is
+/// harmless: the setting is refused and the default stays.
+fn sqlite_without_memory_statistics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int; sqlite3_config is only called
+        // here, once, and SQLite refuses it (SQLITE_MISUSE) if it has already started.
+        let rc = unsafe {
+            libsqlite3_sys::sqlite3_config(
+                libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::ffi::c_int,
+            )
+        };
+        if rc != libsqlite3_sys::SQLITE_OK {
+            tracing::debug!(rc, "SQLite already started: memory statistics stay on");
+        }
+    });
+}
+
 /// Turn on SQLite's query planner stability guarantee for one connection.
 ///
 /// Why: sea-query binds `LIMIT` (and so every `.one()`) as a parameter. Without this,
@@ -80,6 +104,9 @@ fn stable_query_plans(db: std::ptr::NonNull<libsqlite3_sys::sqlite3>) {
 /// Connect, retrying with backoff for up to `wait` (services start in parallel under
 /// supervisord), then give up with a message that names the database.
 pub async fn connect(url: &str, wait: Duration) -> Result<DatabaseConnection, ConnectError> {
+    if url.starts_with("sqlite:") {
+        sqlite_without_memory_statistics();
+    }
     if let Some(path) = url.strip_prefix("sqlite://")
         && let Some(parent) = std::path::Path::new(path.split('?').next().unwrap_or(path)).parent()
         && !parent.as_os_str().is_empty()

@@ -8,6 +8,7 @@
 mod admin;
 mod auth;
 mod body;
+mod direct_json;
 mod docs;
 pub mod error;
 mod events;

@@ -4,6 +4,9 @@
 use chrono::{DateTime, Utc};
 use entity::{job, task};
 use poem_openapi::{Enum, Object};
+use serde::Serialize;
+
+use super::direct_json::{rfc3339, rfc3339_opt};
 
 use super::model_verify::JobVerification;
 use crate::{
@@ -16,8 +19,9 @@ use crate::{
 };
 
 /// Status of a job, and of a task (a task is never `interrupted`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum, Serialize)]
 #[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     Queued,
     Running,
@@ -55,8 +59,9 @@ impl Status {
 }
 
 /// How imapsync talks TLS to one side.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum, Serialize)]
 #[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum TlsMode {
     Auto,
     Plain,
@@ -87,7 +92,7 @@ impl From<TlsMode> for Tls {
 }
 
 /// Migration options of a task.
-#[derive(Clone, Debug, Object)]
+#[derive(Clone, Debug, Object, Serialize)]
 pub struct Options {
     pub dry_run: bool,
     pub just_login: bool,
@@ -200,7 +205,7 @@ impl OptionsInput {
 }
 
 /// Jobs of a task per status.
-#[derive(Clone, Debug, Object)]
+#[derive(Clone, Debug, Object, Serialize)]
 pub struct JobCounts {
     pub total: i32,
     pub queued: i32,
@@ -211,7 +216,8 @@ pub struct JobCounts {
     pub cancelled: i32,
 }
 
-#[derive(Clone, Debug, Object)]
+// Serialize: the list and detail responses are written with `DirectJson`.
+#[derive(Clone, Debug, Object, Serialize)]
 pub struct Task {
     pub id: i64,
     /// Owner's user name.
@@ -229,8 +235,11 @@ pub struct Task {
     pub jobs: JobCounts,
     pub archived: bool,
     pub cancel_requested: bool,
+    #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339_opt")]
     pub started_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339_opt")]
     pub finished_at: Option<DateTime<Utc>>,
     pub run_time_secs: i64,
     /// The stored mailbox passwords were wiped after the retention period.
@@ -277,7 +286,7 @@ impl From<TaskRow> for Task {
     }
 }
 
-#[derive(Clone, Debug, Object)]
+#[derive(Clone, Debug, Object, Serialize)]
 pub struct TaskList {
     pub items: Vec<Task>,
     /// Pass as `cursor` to get the next page; absent on the last page.

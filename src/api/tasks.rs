@@ -13,6 +13,7 @@ use super::{
     Tag,
     auth::Caller,
     body::JsonBody,
+    direct_json::DirectJson,
     error::ApiError,
     model::{CreateTask, JobList, OptionsInput, Report, RetryResult, Task, TaskList},
     params, task_env,
@@ -156,7 +157,7 @@ impl TasksApi {
         page: Query<Option<u64>>,
         /// Also count all matching tasks.
         total: Query<Option<bool>>,
-    ) -> Result<Json<TaskList>, ApiError> {
+    ) -> Result<DirectJson<TaskList>, ApiError> {
         let query = TaskQuery {
             statuses: params::statuses(status.0.as_deref())?,
             owner: owner.0,
@@ -170,7 +171,7 @@ impl TasksApi {
             with_total: total.0.unwrap_or(false),
         };
         let page = query::list_tasks(&state.db, &caller.actor, &query).await?;
-        Ok(Json(TaskList {
+        Ok(DirectJson(TaskList {
             items: page.items.into_iter().map(Task::from).collect(),
             next_cursor: page.next_cursor,
             total: page.total,
@@ -184,9 +185,9 @@ impl TasksApi {
         caller: Caller,
         Data(state): Data<&AppState>,
         task_id: Path<i64>,
-    ) -> Result<Json<Task>, ApiError> {
+    ) -> Result<DirectJson<Task>, ApiError> {
         let row = query::task_row(&state.db, &caller.actor, task_id.0).await?;
-        Ok(Json(row.into()))
+        Ok(DirectJson(row.into()))
     }
 
     /// Cancel a task
