@@ -31,6 +31,12 @@ fn options(url: &str) -> ConnectOptions {
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
         .max_connections(if sqlite { 8 } else { 16 })
+        // sqlx pings every connection when it goes back to the pool, so one that broke
+        // during a query is never handed out again; pinging once more on every checkout
+        // (sqlx's default) added a round trip to each query (a third of a task listing's
+        // database time). Connections idle long enough for a server restart or a proxy's
+        // idle cut are still tested first.
+        .test_before_acquire_if_idle_for(Duration::from_secs(10))
         // WAL lets readers run beside the writer and the busy timeout makes concurrent
         // writers wait instead of failing with "database is locked" (Pymap's bug).
         .map_sqlx_sqlite_opts(|o| {
