@@ -111,7 +111,11 @@ mod tests {
                 accept_invalid_certs2: false,
                 extra_args: vec!["--nofoldersizes".into()],
             },
-            status: if started { Status::Running } else { Status::Queued },
+            status: if started {
+                Status::Running
+            } else {
+                Status::Queued
+            },
             jobs: JobCounts {
                 total: 3,
                 queued: 1,
