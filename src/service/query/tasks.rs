@@ -9,6 +9,7 @@ use sea_orm::{
 
 use super::{
     Cursor, MAX_JOB_LIMIT, MAX_LIMIT, SortDir, check_limit, contains_pattern, page_offset,
+    page_statement,
 };
 use crate::{
     service::{Actor, Result, ServiceError, accounts::normalize_name},
@@ -246,7 +247,7 @@ pub async fn list_tasks(db: &DatabaseConnection, actor: &Actor, q: &TaskQuery) -
         None
     };
     let mut select = with_owner().filter(cond);
-    match (&q.cursor, q.page) {
+    let offset = match (&q.cursor, q.page) {
         (Some(_), Some(_)) => {
             return Err(ServiceError::invalid(
                 "page",
@@ -256,18 +257,16 @@ pub async fn list_tasks(db: &DatabaseConnection, actor: &Actor, q: &TaskQuery) -
         (Some(text), None) => {
             let cursor = Cursor::decode(text, &key)?;
             select = select.filter(after(q.sort, q.dir, &cursor)?);
+            0
         }
-        (None, page) => select = select.offset(page_offset(page, limit)?),
-    }
+        (None, page) => page_offset(page, limit)?,
+    };
     if let Some((col, _)) = q.sort.column() {
         select = select.order_by(col, q.dir.order());
     }
-    let mut items = select
-        .order_by(task::Column::Id, q.dir.order())
-        .limit(limit + 1)
-        .into_model::<TaskRow>()
-        .all(db)
-        .await?;
+    let select = select.order_by(task::Column::Id, q.dir.order());
+    let stmt = page_statement(select, db.get_database_backend(), limit + 1, offset);
+    let mut items = TaskRow::find_by_statement(stmt).all(db).await?;
     let next_cursor = if items.len() as u64 > limit {
         items.truncate(limit as usize);
         items.last().map(|last| {
@@ -352,11 +351,13 @@ pub async fn list_jobs(
             .ok_or_else(|| ServiceError::invalid("cursor", "is not a cursor of this listing"))?;
         select = select.filter(job::Column::Position.gt(position));
     }
-    let mut items = select
-        .order_by_asc(job::Column::Position)
-        .limit(limit + 1)
-        .all(db)
-        .await?;
+    let stmt = page_statement(
+        select.order_by_asc(job::Column::Position),
+        db.get_database_backend(),
+        limit + 1,
+        0,
+    );
+    let mut items = job::Model::find_by_statement(stmt).all(db).await?;
     let next_cursor = if items.len() as u64 > limit {
         items.truncate(limit as usize);
         items.last().map(|last| {
