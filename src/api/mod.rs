@@ -20,6 +20,7 @@ mod model_account;
 mod model_verify;
 mod params;
 mod preflight;
+mod stored_options;
 mod tasks;
 
 pub use auth::{Caller, Via};

@@ -248,7 +248,7 @@ pub struct Task {
 
 impl Task {
     pub fn new(t: task::Model, owner: Option<String>) -> Self {
-        let options: MigrationOptions = serde_json::from_str(&t.options).unwrap_or_default();
+        let options = super::stored_options::options_from_stored(&t.options);
         Self {
             id: t.id,
             owner: owner.unwrap_or_else(|| format!("#{}", t.owner_id)),
@@ -258,7 +258,7 @@ impl Task {
             source_typed: t.source_typed,
             destination_typed: t.destination_typed,
             engine: t.engine,
-            options: options.into(),
+            options,
             status: Status::stored(&t.status),
             jobs: JobCounts {
                 total: t.jobs_total,
