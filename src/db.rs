@@ -33,8 +33,8 @@ fn options(url: &str) -> ConnectOptions {
         .max_connections(if sqlite { 8 } else { 16 })
         // sqlx pings every connection when it goes back to the pool, so one that broke
         // during a query is never handed out again; pinging once more on every checkout
-        // (sqlx's default) added a round trip to each query (a third of a task listing's
-        // database time). Connections idle long enough for a server restart or a proxy's
+        // (sqlx's default) added a third round trip to each query (checkout ping, query,
+        // release ping). Connections idle long enough for a server restart or a proxy's
         // idle cut are still tested first.
         .test_before_acquire_if_idle_for(Duration::from_secs(10))
         // WAL lets readers run beside the writer and the busy timeout makes concurrent
@@ -159,4 +159,39 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 /// A cheap round trip for `/readyz`.
 pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
     db.execute_unprepared("SELECT 1").await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every pooled SQLite connection plans without peeking at bound values (else cached
+    /// statements are re-prepared on every execution, see `stable_query_plans`).
+    #[tokio::test]
+    async fn sqlite_connections_have_stable_query_plans() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/qpsg.db", dir.path().display());
+        let db = connect(&url, Duration::from_secs(5)).await.unwrap();
+        let pool = db.get_sqlite_connection_pool();
+        // Two connections at once: the setting must not only be on the first one.
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut conn = pool.acquire().await.unwrap();
+            let mut handle = conn.lock_handle().await.unwrap();
+            let mut enabled: std::ffi::c_int = -1;
+            // SAFETY: a live, locked handle; -1 only reads the setting into `enabled`.
+            let rc = unsafe {
+                libsqlite3_sys::sqlite3_db_config(
+                    handle.as_raw_handle().as_ptr(),
+                    libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+                    -1 as std::ffi::c_int,
+                    &mut enabled as *mut std::ffi::c_int,
+                )
+            };
+            assert_eq!(rc, libsqlite3_sys::SQLITE_OK);
+            assert_eq!(enabled, 1);
+            drop(handle);
+            held.push(conn);
+        }
+    }
 }

@@ -228,6 +228,27 @@ mod tests {
         assert!(contains_pattern(Some("50%_a\\b")).unwrap().is_some());
     }
 
+    /// The limit and offset are part of the SQL text, not parameters (PostgreSQL keeps a
+    /// generic plan only then), and the filter's parameters are untouched.
+    #[test]
+    fn page_limits_are_written_as_numbers() {
+        use entity::task;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        for backend in [DbBackend::Sqlite, DbBackend::Postgres] {
+            let select = || task::Entity::find().filter(task::Column::Archived.eq(false));
+            let first = page_statement(select(), backend, 51, 0);
+            assert!(first.sql.ends_with(" LIMIT 51"), "{}", first.sql);
+            assert_eq!(first.values.as_ref().map(|v| v.0.len()), Some(1));
+            let deeper = page_statement(select(), backend, 51, 100);
+            assert!(
+                deeper.sql.ends_with(" LIMIT 51 OFFSET 100"),
+                "{}",
+                deeper.sql
+            );
+            assert_eq!(deeper.values, first.values);
+        }
+    }
+
     #[test]
     fn postgres_placeholders_are_numbered() {
         assert_eq!(

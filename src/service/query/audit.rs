@@ -4,11 +4,11 @@
 use chrono::{DateTime, Utc};
 use entity::audit_event;
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, FromQueryResult, PaginatorTrait,
+    QueryFilter, QueryOrder,
 };
 
-use super::{Cursor, MAX_LIMIT, check_limit, page_offset};
+use super::{Cursor, MAX_LIMIT, check_limit, page_offset, page_statement};
 use crate::service::{Actor, Result, ServiceError};
 
 #[derive(Clone, Debug, Default)]
@@ -128,7 +128,7 @@ pub async fn list_audit(
     };
     let key = "id.desc";
     let mut select = audit_event::Entity::find().filter(cond);
-    match (&q.cursor, q.page) {
+    let offset = match (&q.cursor, q.page) {
         (Some(_), Some(_)) => {
             return Err(ServiceError::invalid(
                 "page",
@@ -138,14 +138,17 @@ pub async fn list_audit(
         (Some(text), None) => {
             let cursor = Cursor::decode(text, key)?;
             select = select.filter(audit_event::Column::Id.lt(cursor.id));
+            0
         }
-        (None, page) => select = select.offset(page_offset(page, limit)?),
-    }
-    let mut items = select
-        .order_by_desc(audit_event::Column::Id)
-        .limit(limit + 1)
-        .all(db)
-        .await?;
+        (None, page) => page_offset(page, limit)?,
+    };
+    let stmt = page_statement(
+        select.order_by_desc(audit_event::Column::Id),
+        db.get_database_backend(),
+        limit + 1,
+        offset,
+    );
+    let mut items = audit_event::Model::find_by_statement(stmt).all(db).await?;
     let next_cursor = if items.len() as u64 > limit {
         items.truncate(limit as usize);
         items.last().map(|last| {
