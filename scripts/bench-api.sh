@@ -10,6 +10,9 @@
 # (target/release/pymap, built when missing), BASELINE_BIN (another pymap binary, e.g. an
 # older commit's: then every round runs both binaries one after the other on the same
 # database, and the summary gives their ratio; the baseline must accept the same schema),
+# BASELINE_ENV (VAR=value words set only for the baseline's server, e.g.
+# `BASELINE_BIN=target/release/pymap BASELINE_ENV=PYMAP_DATABASE_MAX_CONNECTIONS=16`
+# compares one setting side by side),
 # and for PostgreSQL PYMAP_TEST_DATABASE_URL (a server URL whose user may create
 # databases, as printed by `scripts/test.sh --services-only`). wrk comes from Debian
 # (`apt-get install wrk`).
@@ -25,6 +28,7 @@ THREADS="${THREADS:-2}"
 ROUNDS="${ROUNDS:-1}"
 BIN="${PYMAP_BIN:-$root/target/release/pymap}"
 BASELINE="${BASELINE_BIN:-}"
+read -r -a BASELINE_VARS <<<"${BASELINE_ENV:-}"
 PORT="${PORT:-18777}"
 
 if ! command -v wrk >/dev/null; then
@@ -42,6 +46,17 @@ if [ -n "$BASELINE" ] && [ ! -x "$BASELINE" ]; then
     echo "BASELINE_BIN=$BASELINE is not an executable" >&2
     exit 1
 fi
+
+# How fast this machine's cores are right now, to compare runs made on different days:
+# the same build has run at 3,767 and at 2,400 list requests/s on machines of the same
+# kind. One core hashing with OpenSSL (MB/s of SHA-256 over 16 KiB blocks), nothing else
+# running; higher is faster.
+calibrate() {
+    command -v openssl >/dev/null || { echo "?"; return; }
+    openssl speed -seconds 3 -bytes 16384 sha256 2>/dev/null |
+        awk '$1 == "sha256" { v = $NF; sub(/k$/, "", v); printf "%.0f", v / 1000 }'
+}
+calibration_before="$(calibrate)"
 
 work="$(mktemp -d /tmp/pymap-bench.XXXXXX)"
 server=""
@@ -89,7 +104,8 @@ summarise() {
 
 start_server() {
     local bin="$1" data="$2"
-    "$bin" serve >>"$data/server.log" 2>&1 &
+    shift 2
+    env "$@" "$bin" serve >>"$data/server.log" 2>&1 &
     server=$!
     for _ in $(seq 1 100); do
         curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && return 0
@@ -123,7 +139,9 @@ run_backend() {
     for round in $(seq 1 "$ROUNDS"); do
         for entry in "${binaries[@]}"; do
             local label="${entry%%=*}" bin="${entry#*=}"
-            start_server "$bin" "$data"
+            local vars=()
+            [ "$label" = baseline ] && vars=("${BASELINE_VARS[@]}")
+            start_server "$bin" "$data" "${vars[@]}"
             if [ -z "$task" ]; then
                 task="$(curl -fs -H "$auth" "http://127.0.0.1:$PORT/api/v1/tasks?limit=1" | grep -o '"id":[0-9]*' | head -n1 | cut -d: -f2)"
             fi
@@ -172,8 +190,11 @@ case "$which_backends" in
         ;;
 esac
 
+calibration_after="$(calibrate)"
 echo
+echo "Machine: $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)); one core's SHA-256 speed (openssl speed, 16 KiB blocks) before / after the runs: ${calibration_before} / ${calibration_after} MB/s."
 echo "$TASKS tasks, $((TASKS * JOBS_PER_TASK)) jobs; wrk -t$THREADS -c$CONNECTIONS -d$DURATION, bearer token of an admin (sees every task); $ROUNDS round(s)."
+[ -n "$BASELINE" ] && echo "Baseline: $BASELINE${BASELINE_ENV:+ with $BASELINE_ENV}."
 echo
 echo "Every run:"
 echo

@@ -70,7 +70,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         anyhow::anyhow!("data_dir {} is not usable: {e}", config.data_dir.display())
     })?;
     let secret = load_or_create_secret(&config)?;
-    let db = db::connect(&config.database_url(), wait).await?;
+    let db = db::connect(
+        &config.database_url(),
+        wait,
+        config.database_max_connections(),
+    )
+    .await?;
     db::migrate(&db)
         .await
         .map_err(|e| anyhow::anyhow!("database migration failed: {e}"))?;

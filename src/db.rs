@@ -20,17 +20,16 @@ pub struct ConnectError {
     pub source: DbErr,
 }
 
-fn options(url: &str) -> ConnectOptions {
+fn options(url: &str, max_connections: u32) -> ConnectOptions {
     let mut url = url.to_string();
     if url.starts_with("sqlite:") && !url.contains('?') && !url.contains(":memory:") {
         url.push_str("?mode=rwc");
     }
-    let sqlite = url.starts_with("sqlite:");
     let mut opts = ConnectOptions::new(url);
     opts.sqlx_logging(false)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
-        .max_connections(if sqlite { 8 } else { 16 })
+        .max_connections(max_connections)
         // sqlx pings every connection when it goes back to the pool, so one that broke
         // during a query is never handed out again; pinging once more on every checkout
         // (sqlx's default) added a third round trip to each query (checkout ping, query,
@@ -107,9 +106,14 @@ fn stable_query_plans(db: std::ptr::NonNull<libsqlite3_sys::sqlite3>) {
     }
 }
 
-/// Connect, retrying with backoff for up to `wait` (services start in parallel under
+/// Connect with a pool of at most `max_connections` (`Config::database_max_connections`),
+/// retrying with backoff for up to `wait` (services start in parallel under
 /// supervisord), then give up with a message that names the database.
-pub async fn connect(url: &str, wait: Duration) -> Result<DatabaseConnection, ConnectError> {
+pub async fn connect(
+    url: &str,
+    wait: Duration,
+    max_connections: u32,
+) -> Result<DatabaseConnection, ConnectError> {
     if url.starts_with("sqlite:") {
         sqlite_without_memory_statistics();
     }
@@ -122,7 +126,7 @@ pub async fn connect(url: &str, wait: Duration) -> Result<DatabaseConnection, Co
     let started = Instant::now();
     let mut delay = Duration::from_millis(250);
     loop {
-        match Database::connect(options(url)).await {
+        match Database::connect(options(url, max_connections)).await {
             Ok(db) => return Ok(db),
             Err(source) => {
                 let waited = started.elapsed();
@@ -171,7 +175,7 @@ mod tests {
     async fn sqlite_connections_have_stable_query_plans() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/qpsg.db", dir.path().display());
-        let db = connect(&url, Duration::from_secs(5)).await.unwrap();
+        let db = connect(&url, Duration::from_secs(5), 4).await.unwrap();
         let pool = db.get_sqlite_connection_pool();
         // Two connections at once: the setting must not only be on the first one.
         let mut held = Vec::new();

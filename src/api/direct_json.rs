@@ -110,6 +110,7 @@ mod tests {
                 accept_invalid_certs1: true,
                 accept_invalid_certs2: false,
                 extra_args: vec!["--nofoldersizes".into()],
+                json: None,
             },
             status: if started {
                 Status::Running
@@ -136,14 +137,43 @@ mod tests {
     }
 
     /// The direct body must be the very document poem-openapi's `Json` would have written.
+    /// A task whose options come from the memo, which hands out ready-written JSON.
+    fn task_with_remembered_options(id: i64) -> Task {
+        let stored = serde_json::json!({
+            "include_folders": ["^INBOX", "Sent \"quoted\""],
+            "max_age_days": 7,
+            "tls1": "implicit",
+            "extra_args": ["--nofoldersizes"],
+        })
+        .to_string();
+        let options = crate::api::stored_options::options_from_stored(&stored);
+        assert!(options.json.is_some());
+        Task {
+            options,
+            ..task(id, true)
+        }
+    }
+
     #[test]
     fn same_json_as_to_json() {
-        for t in [task(1, true), task(2, false)] {
+        for t in [
+            task(1, true),
+            task(2, false),
+            task_with_remembered_options(5),
+        ] {
             assert_eq!(serde_json::to_value(&t).unwrap(), t.to_json().unwrap());
+            // Also as the bytes a response carries.
+            let bytes = serde_json::to_vec(&t).unwrap();
+            let written: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(written, t.to_json().unwrap());
         }
         for (next_cursor, total) in [(Some("6b".to_string()), Some(7)), (None, None)] {
             let list = TaskList {
-                items: vec![task(3, true), task(4, false)],
+                items: vec![
+                    task(3, true),
+                    task(4, false),
+                    task_with_remembered_options(6),
+                ],
                 next_cursor,
                 total,
             };

@@ -1,10 +1,13 @@
 //! Request and response bodies of the task and job endpoints. Passwords only ever appear
 //! in request bodies, as `writeOnly` fields.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use entity::{job, task};
 use poem_openapi::{Enum, Object};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 
 use super::direct_json::{rfc3339, rfc3339_opt};
 
@@ -114,6 +117,22 @@ pub struct Options {
     pub accept_invalid_certs2: bool,
     /// Extra imapsync arguments (allowlisted), one argv element each.
     pub extra_args: Vec<String>,
+    /// These options already written as JSON, set only by the options memo
+    /// (`stored_options`), which builds it from the fields above and hands the pair out
+    /// unchanged. Response bodies copy it instead of writing the same object again for
+    /// every task that shares these options. Not part of the schema or of `ToJSON`.
+    #[oai(skip)]
+    #[serde(skip)]
+    pub json: Option<Arc<RawValue>>,
+}
+
+/// A task's options in a response body: the memo's ready JSON when there is one, else
+/// the fields.
+fn options_json<S: Serializer>(options: &Options, s: S) -> Result<S::Ok, S::Error> {
+    match &options.json {
+        Some(json) => json.serialize(s),
+        None => options.serialize(s),
+    }
 }
 
 impl From<MigrationOptions> for Options {
@@ -136,6 +155,7 @@ impl From<MigrationOptions> for Options {
             accept_invalid_certs1: o.accept_invalid_certs1,
             accept_invalid_certs2: o.accept_invalid_certs2,
             extra_args: o.extra_args,
+            json: None,
         }
     }
 }
@@ -230,6 +250,7 @@ pub struct Task {
     pub source_typed: String,
     pub destination_typed: String,
     pub engine: String,
+    #[serde(serialize_with = "options_json")]
     pub options: Options,
     pub status: Status,
     pub jobs: JobCounts,

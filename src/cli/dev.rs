@@ -40,6 +40,7 @@ pub async fn run(cmd: DevCommand, config: &Config) -> anyhow::Result<ExitCode> {
     let conn = db::connect(
         &config.database_url(),
         std::time::Duration::from_secs(config.database_wait_secs),
+        config.database_max_connections(),
     )
     .await?;
     db::migrate(&conn).await?;

@@ -188,6 +188,7 @@ pub async fn batch(args: BatchArgs, config: &Config) -> anyhow::Result<ExitCode>
     let conn = db::connect(
         &config.database_url(),
         Duration::from_secs(config.database_wait_secs),
+        config.database_max_connections(),
     )
     .await?;
     db::migrate(&conn).await?;

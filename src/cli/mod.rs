@@ -199,6 +199,7 @@ async fn run_command(command: Command, loaded: Loaded) -> anyhow::Result<ExitCod
             let conn = db::connect(
                 &config.database_url(),
                 Duration::from_secs(config.database_wait_secs),
+                config.database_max_connections(),
             )
             .await?;
             db::migrate(&conn).await?;
@@ -220,6 +221,7 @@ async fn user_command(
     let conn = db::connect(
         &config.database_url(),
         Duration::from_secs(config.database_wait_secs),
+        config.database_max_connections(),
     )
     .await?;
     db::migrate(&conn).await?;

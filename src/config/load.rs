@@ -548,6 +548,15 @@ fn validate(config: &Config, sources: &BTreeMap<String, String>) -> Result<(), C
             );
         }
     }
+    if config
+        .database_max_connections
+        .is_some_and(|n| !(2..=1000).contains(&n))
+    {
+        return fail(
+            "database_max_connections",
+            "must be 2 to 1000 (unset: automatic)".into(),
+        );
+    }
     let positive = [
         ("log_retention_days", config.log_retention_days as u64),
         ("workers.concurrency", config.workers.concurrency as u64),

@@ -28,7 +28,12 @@ pub fn render_show(loaded: &Loaded) -> String {
             .get(key.as_str())
             .cloned()
             .unwrap_or_else(|| "default".into());
-        let shown = redact(key, value, loaded);
+        let shown = match (key.as_str(), value.as_str()) {
+            ("database_max_connections", "null") => {
+                format!("{} (automatic)", loaded.config.database_max_connections())
+            }
+            _ => redact(key, value, loaded),
+        };
         let pad = width.saturating_sub(key.len() + shown.len());
         out.push_str(&format!("{key} = {shown}{:pad$}# {source}\n", ""));
     }

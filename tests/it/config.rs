@@ -257,6 +257,25 @@ fn bad_values_name_key_and_source() {
         ),
         (
             None,
+            vec![("PYMAP_DATABASE_MAX_CONNECTIONS", "1")],
+            &[
+                "database_max_connections",
+                "PYMAP_DATABASE_MAX_CONNECTIONS",
+                "2 to 1000",
+            ],
+        ),
+        (
+            Some(r#"{"database_max_connections": 5000}"#),
+            vec![],
+            &["database_max_connections", "config.json", "2 to 1000"],
+        ),
+        (
+            None,
+            vec![("PYMAP_DATABASE_MAX_CONNECTIONS", "-3")],
+            &["database_max_connections", "PYMAP_DATABASE_MAX_CONNECTIONS"],
+        ),
+        (
+            None,
             vec![("PYMAP_REDIS_URL", "http://x")],
             &["redis_url", "PYMAP_REDIS_URL"],
         ),
@@ -394,4 +413,49 @@ fn env_template_lists_every_setting() {
     for secret in ["SECRET_KEY", "ADMIN_PASSWORD", "DATABASE_URL", "REDIS_URL"] {
         assert!(listed(&format!("PYMAP_{secret}_FILE")), "{secret}_FILE");
     }
+}
+
+/// The pool size: automatic (PostgreSQL: twice the CPUs, at least 4; SQLite: 8) unless
+/// set, and `config show` says which.
+#[test]
+fn database_pool_size_is_automatic_unless_set() {
+    let cpus = std::thread::available_parallelism().unwrap().get() as u32;
+    let pool_line = |loaded: &Loaded| {
+        render_show(loaded)
+            .lines()
+            .find(|l| l.starts_with("database_max_connections = "))
+            .expect("config show lists the pool size")
+            .to_string()
+    };
+    let sqlite = load(None, &[], Overrides::default()).unwrap();
+    assert_eq!(sqlite.config.database_max_connections(), 8);
+    assert!(pool_line(&sqlite).contains("= 8 (automatic)"));
+    let postgres = load(
+        None,
+        &[("PYMAP_DATABASE_URL", "postgres://pymap@db.example/pymap")],
+        Overrides::default(),
+    )
+    .unwrap();
+    let expected = (2 * cpus).max(4);
+    assert_eq!(postgres.config.database_max_connections(), expected);
+    let line = pool_line(&postgres);
+    assert!(
+        line.contains(&format!("= {expected} (automatic)")),
+        "{line}"
+    );
+    let set = load(
+        None,
+        &[
+            ("PYMAP_DATABASE_URL", "postgres://pymap@db.example/pymap"),
+            ("PYMAP_DATABASE_MAX_CONNECTIONS", "12"),
+        ],
+        Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(set.config.database_max_connections(), 12);
+    let line = pool_line(&set);
+    assert!(
+        line.contains("= 12") && line.contains("PYMAP_DATABASE_MAX_CONNECTIONS"),
+        "{line}"
+    );
 }

@@ -380,7 +380,7 @@ async fn restart_recovery(backend: Backend) {
     let config = (*app.state.config).clone();
     let dir = app.into_dir().await;
     // Graceful stop: the running job is marked interrupted, not failed or cancelled.
-    let db = pymap::db::connect(&config.database_url(), Duration::from_secs(5))
+    let db = pymap::db::connect(&config.database_url(), Duration::from_secs(5), 4)
         .await
         .unwrap();
     let j = job::Entity::find()

@@ -9,7 +9,7 @@ use crate::harness::{Backend, database_url};
 
 async fn connect(backend: Backend, dir: &std::path::Path) -> Option<sea_orm::DatabaseConnection> {
     let url = database_url(backend, dir).await?;
-    let db = pymap::db::connect(&url, std::time::Duration::from_secs(5))
+    let db = pymap::db::connect(&url, std::time::Duration::from_secs(5), 4)
         .await
         .unwrap();
     pymap::db::migrate(&db).await.unwrap();
@@ -181,6 +181,7 @@ async fn unreachable_database_gives_up_with_a_clear_message() {
     let err = pymap::db::connect(
         "postgres://pymap:topsecret@127.0.0.1:1/pymap",
         std::time::Duration::from_secs(2),
+        4,
     )
     .await
     .unwrap_err();
