@@ -275,7 +275,7 @@ impl Config {
     /// Why: PostgreSQL runs one process per connection, and on the same few cores more
     /// connections only add processes competing for the CPU. On this 2-core machine a
     /// pool of 4 instead of 16 (the earlier fixed size) gave the REST API 9–20 % more
-    /// requests per second, a p99 20–21 % lower and 14 % less PostgreSQL CPU per task
+    /// requests per second, a p99 21–22 % lower and 14 % less PostgreSQL CPU per task
     /// list (BENCHMARKS.md, "REST API"). A database server with many cores of its own may
     /// want more: set `database_max_connections`. SQLite keeps its 8: there a smaller
     /// pool measured no clear gain for the API and slowed the worker pool's dispatch at
