@@ -123,7 +123,7 @@ pub struct Options {
     /// every task that shares these options. Not part of the schema or of `ToJSON`.
     #[oai(skip)]
     #[serde(skip)]
-    pub json: Option<Arc<RawValue>>,
+    pub(super) json: Option<Arc<RawValue>>,
 }
 
 /// A task's options in a response body: the memo's ready JSON when there is one, else
