@@ -70,15 +70,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         anyhow::anyhow!("data_dir {} is not usable: {e}", config.data_dir.display())
     })?;
     let secret = load_or_create_secret(&config)?;
-    let db = db::connect(
-        &config.database_url(),
-        wait,
-        config.database_max_connections(),
-    )
-    .await?;
-    db::migrate(&db)
-        .await
-        .map_err(|e| anyhow::anyhow!("database migration failed: {e}"))?;
+    let db = db::open(&config).await?;
     let redis = match &config.redis_url {
         Some(url) => Some(connect_redis(url.expose(), wait).await?),
         None => None,

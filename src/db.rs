@@ -160,6 +160,18 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
 }
 
+/// The configured database, connected (waiting `database_wait_secs`, pool of
+/// `database_max_connections`) and migrated: what every command that uses it starts with.
+pub async fn open(config: &crate::config::Config) -> anyhow::Result<DatabaseConnection> {
+    let wait = Duration::from_secs(config.database_wait_secs);
+    let url = config.database_url();
+    let db = connect(&url, wait, config.database_max_connections()).await?;
+    migrate(&db)
+        .await
+        .map_err(|e| anyhow::anyhow!("database migration failed: {e}"))?;
+    Ok(db)
+}
+
 /// A cheap round trip for `/readyz`.
 pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
     db.execute_unprepared("SELECT 1").await.map(|_| ())

@@ -37,13 +37,7 @@ pub struct SeedArgs {
 }
 
 pub async fn run(cmd: DevCommand, config: &Config) -> anyhow::Result<ExitCode> {
-    let conn = db::connect(
-        &config.database_url(),
-        std::time::Duration::from_secs(config.database_wait_secs),
-        config.database_max_connections(),
-    )
-    .await?;
-    db::migrate(&conn).await?;
+    let conn = db::open(config).await?;
     let configured = config
         .admin_password
         .as_ref()

@@ -185,13 +185,7 @@ pub async fn batch(args: BatchArgs, config: &Config) -> anyhow::Result<ExitCode>
         std::fs::read(&args.file)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?
     };
-    let conn = db::connect(
-        &config.database_url(),
-        Duration::from_secs(config.database_wait_secs),
-        config.database_max_connections(),
-    )
-    .await?;
-    db::migrate(&conn).await?;
+    let conn = db::open(config).await?;
     let secret = crate::keys::load_or_create_secret(config)?;
     let keys = crate::keys::Keys::derive(&secret);
     let engines = app::engines(config);

@@ -196,13 +196,7 @@ async fn run_command(command: Command, loaded: Loaded) -> anyhow::Result<ExitCod
             crate::app::run(config, listener, shutdown_signal()).await?;
         }
         Command::Migrate => {
-            let conn = db::connect(
-                &config.database_url(),
-                Duration::from_secs(config.database_wait_secs),
-                config.database_max_connections(),
-            )
-            .await?;
-            db::migrate(&conn).await?;
+            db::open(&config).await?;
             println!("database is up to date");
         }
         Command::User(cmd) => return user_command(cmd, &config).await,
@@ -218,13 +212,7 @@ async fn user_command(
     cmd: UserCommand,
     config: &crate::config::Config,
 ) -> anyhow::Result<ExitCode> {
-    let conn = db::connect(
-        &config.database_url(),
-        Duration::from_secs(config.database_wait_secs),
-        config.database_max_connections(),
-    )
-    .await?;
-    db::migrate(&conn).await?;
+    let conn = db::open(config).await?;
     let actor = Actor::cli();
     let result = match cmd {
         UserCommand::Create {
