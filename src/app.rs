@@ -161,7 +161,7 @@ pub fn pool_config(config: &Config) -> PoolConfig {
         stale_after: Duration::from_secs(config.workers.stale_after_secs),
         poll_interval: Duration::from_millis(500),
         log_dir: config.log_dir(),
-        run_dir: config.data_dir.join("run"),
+        run_dir: config.run_dir(),
         credential_retention_days: config.credential_retention_days,
     }
 }

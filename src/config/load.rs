@@ -530,6 +530,16 @@ fn validate(config: &Config, sources: &BTreeMap<String, String>) -> Result<(), C
             );
         }
     }
+    if config
+        .run_dir
+        .as_ref()
+        .is_some_and(|d| d.as_os_str().is_empty())
+    {
+        return fail(
+            "run_dir",
+            "must be a directory path (unset: in RAM, see the README)".into(),
+        );
+    }
     if let Some(url) = &config.public_url {
         match url::Url::parse(url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}

@@ -7,4 +7,5 @@ pub mod imapsync;
 pub mod native;
 pub mod pool;
 pub mod queue;
+pub mod run_dir;
 pub mod status;

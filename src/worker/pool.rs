@@ -148,11 +148,8 @@ impl Pool {
     /// [`Pool::shutdown`].
     pub async fn start(&self) -> anyhow::Result<JoinHandle<()>> {
         let inner = &self.inner;
-        // Stale pass files and pid files of a previous process.
-        if inner.config.run_dir.exists() {
-            let _ = std::fs::remove_dir_all(&inner.config.run_dir);
-        }
-        std::fs::create_dir_all(&inner.config.run_dir)?;
+        // Private to us, and without the pass and pid files of a previous process.
+        super::run_dir::prepare(&inner.config.run_dir, true).map_err(anyhow::Error::msg)?;
         let stale = Utc::now() - chrono::Duration::from_std(inner.config.stale_after)?;
         let requeued = job_state::recover_interrupted(&inner.db, stale).await?;
         if requeued > 0 {
@@ -474,6 +471,7 @@ impl Pool {
         for handle in handles {
             let _ = handle.await;
         }
+        super::run_dir::remove_if_empty(&inner.config.run_dir);
         if let Err(e) = job_state::mark_interrupted(&inner.db, &ids).await {
             tracing::error!(error = %e, "cannot mark running jobs interrupted");
         } else if !ids.is_empty() {

@@ -459,3 +459,54 @@ fn database_pool_size_is_automatic_unless_set() {
         "{line}"
     );
 }
+
+/// Pass files go to RAM unless told otherwise: systemd's runtime directory, else a
+/// per-user, per-data-dir directory in /dev/shm, else the data dir; a set value wins and an
+/// empty one is refused.
+#[test]
+fn run_dir_defaults_to_ram_per_data_dir() {
+    use std::ffi::OsStr;
+    let shm = tempfile::tempdir().unwrap();
+    let with = |data_dir: &str, run_dir: Option<&str>| pymap::config::Config {
+        data_dir: data_dir.into(),
+        run_dir: run_dir.map(Into::into),
+        ..Default::default()
+    };
+    let a = with("/srv/a", None);
+    assert_eq!(
+        a.run_dir_from(Some(OsStr::new("/run/pymap:/run/other")), shm.path()),
+        Path::new("/run/pymap/jobs")
+    );
+    let in_shm = a.run_dir_from(None, shm.path());
+    let uid = rustix::process::geteuid().as_raw();
+    assert_eq!(in_shm.parent(), Some(shm.path()));
+    let name = in_shm.file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(name.starts_with(&format!("pymap-{uid}-")), "{name}");
+    assert_eq!(a.run_dir_from(None, shm.path()), in_shm, "stable");
+    let b = with("/srv/b", None);
+    assert_ne!(b.run_dir_from(None, shm.path()), in_shm, "one per data dir");
+    let no_shm = shm.path().join("absent");
+    assert_eq!(a.run_dir_from(None, &no_shm), Path::new("/srv/a/run"));
+    let set = with("/srv/a", Some("/var/lib/pymap-run"));
+    assert_eq!(
+        set.run_dir_from(Some(OsStr::new("/run/pymap")), shm.path()),
+        Path::new("/var/lib/pymap-run")
+    );
+    // The real default on this machine: RAM when /dev/shm is there (it is on Debian).
+    if std::env::var_os("RUNTIME_DIRECTORY").is_none() && Path::new("/dev/shm").is_dir() {
+        assert!(a.run_dir().starts_with("/dev/shm"), "{:?}", a.run_dir());
+    }
+    let loaded = load(
+        None,
+        &[("PYMAP_RUN_DIR", "/dev/shm/x")],
+        Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(loaded.config.run_dir(), Path::new("/dev/shm/x"));
+    let err = load(None, &[("PYMAP_RUN_DIR", "")], Overrides::default()).unwrap_err();
+    let err = err.to_string();
+    assert!(
+        err.contains("run_dir") && err.contains("PYMAP_RUN_DIR"),
+        "{err}"
+    );
+}

@@ -214,7 +214,12 @@ async fn statuses_and_retries(backend: Backend) {
     assert!(t.finished_at.is_some() && t.started_at.is_some());
 
     // No pass file or work dir survives, no password in a log or in the database.
-    let run_dir = app.state.config.data_dir.join("run");
+    // In RAM by default (config::run_dir), so the passwords never reached a disk.
+    let run_dir = app.state.config.run_dir();
+    if std::env::var_os("RUNTIME_DIRECTORY").is_none() && std::path::Path::new("/dev/shm").is_dir()
+    {
+        assert!(run_dir.starts_with("/dev/shm"), "{run_dir:?}");
+    }
     assert_eq!(
         std::fs::read_dir(&run_dir).unwrap().count(),
         0,
@@ -398,8 +403,10 @@ async fn restart_recovery(backend: Backend) {
     crashed.heartbeat_at = Set(Some(chrono::Utc::now() - chrono::Duration::hours(1)));
     crashed.update(&db).await.unwrap();
     // A pass file left behind by the dead process is removed at start.
-    let stale = config.data_dir.join("run/job-999999");
-    std::fs::create_dir_all(&stale).unwrap();
+    let stale = config.run_dir().join("job-999999");
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&stale)
+        .unwrap();
     std::fs::write(stale.join("passfile1"), "old secret\n").unwrap();
     // Start again on the same data: the job is queued again and completes.
     let app = TestApp::start_with(config, dir).await;
