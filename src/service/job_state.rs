@@ -15,9 +15,7 @@ use super::{
     batch::Secret,
     credentials,
 };
-use crate::worker::{
-    engine::RunResult, events::EventBus, imapsync::parse::Progress, status::JobStatus,
-};
+use crate::worker::{events::EventBus, status::JobStatus};
 
 /// Recompute a task's counts and status from its jobs.
 ///
@@ -96,100 +94,6 @@ pub async fn refresh_task(conn: &impl ConnectionTrait, task_id: i64) -> Result<t
         None
     });
     Ok(active.update(conn).await?)
-}
-
-/// Persist live progress and say we are alive.
-pub async fn save_progress(db: &DatabaseConnection, job_id: i64, p: &Progress) -> Result<()> {
-    let to_i64 = |v: u64| v.min(i64::MAX as u64) as i64;
-    job::Entity::update_many()
-        .col_expr(
-            job::Column::MessagesDone,
-            Expr::value(to_i64(p.messages_done)),
-        )
-        .col_expr(
-            job::Column::MessagesTotal,
-            Expr::value(p.messages_total.map(to_i64)),
-        )
-        .col_expr(job::Column::BytesDone, Expr::value(to_i64(p.bytes_done)))
-        .col_expr(
-            job::Column::BytesTotal,
-            Expr::value(p.bytes_total.map(to_i64)),
-        )
-        .col_expr(
-            job::Column::FolderIndex,
-            Expr::value(p.folder_index.map(|v| v as i32)),
-        )
-        .col_expr(
-            job::Column::FolderCount,
-            Expr::value(p.folder_count.map(|v| v as i32)),
-        )
-        .col_expr(job::Column::FolderName, Expr::value(p.folder_name.clone()))
-        .col_expr(job::Column::EtaSecs, Expr::value(p.eta_secs.map(to_i64)))
-        .col_expr(job::Column::HeartbeatAt, Expr::value(Utc::now()))
-        .filter(job::Column::Id.eq(job_id))
-        .exec(db)
-        .await?;
-    Ok(())
-}
-
-/// Record how a run ended. `retry_at` requeues the job for another attempt.
-pub async fn finish(
-    db: &DatabaseConnection,
-    job_id: i64,
-    result: &RunResult,
-    duration_secs: f64,
-    retry_at: Option<DateTime<Utc>>,
-) -> Result<(job::Model, task::Model)> {
-    let txn = crate::db::write_txn(db).await?;
-    let job = job::Entity::find_by_id(job_id)
-        .one(&txn)
-        .await?
-        .ok_or(ServiceError::NotFound)?;
-    let (o, s) = (&result.outcome, &result.summary);
-    let to_i64 = |v: u64| v.min(i64::MAX as u64) as i64;
-    let now = Utc::now();
-    let mut a: job::ActiveModel = job.clone().into();
-    let (status, reason) = match retry_at {
-        Some(at) => (
-            JobStatus::Queued,
-            format!(
-                "{} Retrying automatically at {} (attempt {} failed).",
-                o.reason,
-                at.format("%H:%M:%S UTC"),
-                job.attempts
-            ),
-        ),
-        None => (o.status, o.reason.clone()),
-    };
-    a.status = Set(status.as_str().into());
-    a.reason = Set(Some(reason));
-    a.next_attempt_at = Set(retry_at);
-    a.exit_code = Set(o.exit_code);
-    a.exit_name = Set(Some(o.exit_name.clone()));
-    a.errors = Set(Some(serde_json::to_string(&s.errors).unwrap_or_default()));
-    a.messages_transferred = Set(s.stats.messages_transferred.map(to_i64));
-    a.messages_skipped = Set(s.stats.messages_skipped.map(to_i64));
-    a.errors_count = Set(s.errors_listed.or(Some(s.errors.len() as u64)).map(to_i64));
-    a.bytes_transferred = Set(s.stats.bytes_transferred.map(to_i64));
-    a.duration_secs = Set(Some(job.duration_secs.unwrap_or(0.0) + duration_secs));
-    a.sync_ok = Set(if s.verdict.sync_looks_good {
-        Some(true)
-    } else if s.verdict.sync_not_finished {
-        Some(false)
-    } else {
-        None
-    });
-    a.unidentified = Set(s.verdict.unidentified_host1.map(to_i64));
-    a.summary = Set(serde_json::to_string(s).ok());
-    a.messages_done = Set(to_i64(s.progress.messages_done));
-    a.bytes_done = Set(to_i64(s.progress.bytes_done));
-    a.claimed_by = Set(None);
-    a.finished_at = Set(if status.is_final() { Some(now) } else { None });
-    a.updated_at = Set(now);
-    let job = a.update(&txn).await?;
-    let task = refresh_task(&txn, job.task_id).await?;
-    txn.commit().await?;
-    Ok((job, task))
 }
 
 fn may_act(actor: &Actor, task: &task::Model) -> Result<()> {

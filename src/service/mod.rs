@@ -15,6 +15,7 @@ pub mod job_state;
 pub mod login_check;
 pub mod logs;
 pub mod passwords;
+pub mod pool_writes;
 pub mod profile;
 pub mod query;
 pub mod retry_passwords;

@@ -5,6 +5,7 @@ pub mod engine;
 pub mod events;
 pub mod imapsync;
 pub mod native;
+pub mod observer;
 pub mod pool;
 pub mod queue;
 pub mod run_dir;

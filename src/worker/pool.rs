@@ -3,6 +3,10 @@
 //! events, retries transient failures with exponential backoff, honours cancel requests
 //! (also those made on another replica), and on shutdown marks its jobs interrupted so
 //! the next start resumes them.
+//!
+//! The loop is the only writer of its jobs' state: run ends and progress snapshots wait in
+//! [`Pending`] and the loop writes each kind in one transaction per turn
+//! (`service::pool_writes` says why).
 
 use std::{
     collections::HashMap,
@@ -18,17 +22,22 @@ use tokio::{sync::Notify, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    engine::{Engine, JobObserver, JobSpec, RunResult},
+    engine::{Engine, JobSpec, RunResult},
     events::{Event, EventBus, EventKind},
     imapsync::{
         exit::Outcome,
         parse::{Progress, RunSummary},
     },
+    observer::{Observer, ProgressSink},
     queue::{self, Limits},
     status::JobStatus,
 };
 use crate::service::{
-    credentials, hosts::parse_host, imapsync_options::MigrationOptions, job_state,
+    credentials,
+    hosts::parse_host,
+    imapsync_options::MigrationOptions,
+    job_state,
+    pool_writes::{self, RunEnd},
     tasks::EngineCheck,
 };
 
@@ -57,6 +66,12 @@ impl EngineCheck for Engines {
 
 /// How often the pool looks for tasks created by other processes.
 const WATCH_INTERVAL: Duration = Duration::from_millis(25);
+/// How often the loop writes the progress snapshots that piled up (each job hands one over
+/// at most once a second).
+const PROGRESS_WRITES: Duration = Duration::from_millis(250);
+/// Turns in a row an end may fail to be written before the pool lets go of the job: it
+/// stays `running` in the database with a silent heartbeat, and recovery queues it again.
+const END_WRITE_TRIES: u32 = 5;
 
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
@@ -78,6 +93,17 @@ struct RunningJob {
     handle: Option<JoinHandle<()>>,
 }
 
+/// What the loop writes at its next turn.
+#[derive(Default)]
+struct Pending {
+    /// Ended runs, with their task's owner (for the events). A job stays in `running`
+    /// (its slot taken, its heartbeat renewed) until its end is written.
+    ends: Vec<(RunEnd, i64)>,
+    /// Turns in a row writing `ends` failed.
+    end_failures: u32,
+    progress: HashMap<i64, Progress>,
+}
+
 struct Inner {
     db: DatabaseConnection,
     key: [u8; 32],
@@ -90,6 +116,17 @@ struct Inner {
     /// Set while shutting down: outcomes of the jobs we stop are not recorded as cancels.
     draining: std::sync::atomic::AtomicBool,
     running: Mutex<HashMap<i64, RunningJob>>,
+    pending: Mutex<Pending>,
+}
+
+impl ProgressSink for Inner {
+    fn progress(&self, job_id: i64, progress: Progress) {
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .progress
+            .insert(job_id, progress);
+    }
 }
 
 #[derive(Clone)]
@@ -123,6 +160,7 @@ impl Pool {
                 stop: CancellationToken::new(),
                 draining: false.into(),
                 running: Mutex::new(HashMap::new()),
+                pending: Mutex::new(Pending::default()),
             }),
         }
     }
@@ -167,23 +205,31 @@ impl Pool {
         let mut last_beat = Instant::now();
         let mut last_sweep = Instant::now() - Duration::from_secs(3600);
         let mut last_poll = Instant::now();
+        let mut last_progress = Instant::now();
         let mut newest_task = queue::newest_task(&inner.db).await.unwrap_or_default();
         loop {
-            tokio::select! {
+            let woken = tokio::select! {
                 _ = inner.stop.cancelled() => break,
-                _ = inner.wake.notified() => {}
-                _ = tokio::time::sleep(WATCH_INTERVAL) => {
-                    // Tasks submitted by another process (`pymap batch`, another replica)
-                    // cannot wake us: a cheap primary-key lookup notices them quickly,
-                    // while the full claim query runs only at the poll interval.
-                    let newest = queue::newest_task(&inner.db).await.unwrap_or(newest_task);
-                    if newest == newest_task && last_poll.elapsed() < inner.config.poll_interval {
-                        continue;
-                    }
-                    newest_task = newest;
+                _ = inner.wake.notified() => true,
+                _ = tokio::time::sleep(WATCH_INTERVAL) => false,
+            };
+            if last_progress.elapsed() >= PROGRESS_WRITES {
+                last_progress = Instant::now();
+                self.write_progress().await;
+            }
+            if !woken {
+                // Tasks submitted by another process (`pymap batch`, another replica)
+                // cannot wake us: a cheap primary-key lookup notices them quickly,
+                // while the full claim query runs only at the poll interval.
+                let newest = queue::newest_task(&inner.db).await.unwrap_or(newest_task);
+                if newest == newest_task && last_poll.elapsed() < inner.config.poll_interval {
+                    continue;
                 }
+                newest_task = newest;
             }
             last_poll = Instant::now();
+            // Ends first: the slots they free are filled in the same turn.
+            let _ = self.write_ends().await;
             if last_beat.elapsed() >= Duration::from_secs(1) {
                 last_beat = Instant::now();
                 self.beat().await;
@@ -309,14 +355,22 @@ impl Pool {
         );
         let pool = self.clone();
         let handle = tokio::spawn(async move {
-            if let Err(e) = pool.run_job(job, task, cancel).await {
-                tracing::error!(job_id, error = %e, "job bookkeeping failed");
+            let owner_id = task.owner_id;
+            match pool.run_job(job, task, cancel).await {
+                // The loop writes it, then frees the slot.
+                Some(end) => {
+                    let mut pending = pool.inner.pending.lock().expect("pending lock");
+                    pending.progress.remove(&job_id);
+                    pending.ends.push((end, owner_id));
+                }
+                None => {
+                    pool.inner
+                        .running
+                        .lock()
+                        .expect("pool lock")
+                        .remove(&job_id);
+                }
             }
-            pool.inner
-                .running
-                .lock()
-                .expect("pool lock")
-                .remove(&job_id);
             pool.wake();
         });
         if let Some(job) = running.get_mut(&job_id) {
@@ -324,15 +378,17 @@ impl Pool {
         }
     }
 
+    /// Run one attempt; `None` when shutting down (the job is then marked interrupted).
     async fn run_job(
         &self,
         job: job::Model,
         task: task::Model,
         cancel: CancellationToken,
-    ) -> anyhow::Result<()> {
+    ) -> Option<RunEnd> {
         let inner = &self.inner;
         let job_id = job.id;
-        self.publish_status(&task, &job, JobStatus::Running.as_str(), None, None);
+        let running = JobStatus::Running.as_str();
+        self.publish_status(&task, job.id, running, None, None);
         let log_path = queue::job_log_path(&inner.config.log_dir, task.id, job_id);
         let started = Instant::now();
         let result = match self.spec(&task, &job, log_path.clone()) {
@@ -341,7 +397,8 @@ impl Pool {
                 Err(reason) => failed_before_start(&log_path, &job, &task.engine, reason),
                 Ok(engine) => {
                     let _ = write_attempt_header(&log_path, job.attempts, engine.name());
-                    let observer = Arc::new(Observer::new(self.clone(), task.owner_id, task.id));
+                    let (bus, sink) = (inner.bus.clone(), self.inner.clone());
+                    let observer = Arc::new(Observer::new(bus, sink, task.owner_id, task.id));
                     let persister = observer.clone().spawn_persister(job_id);
                     let result = engine.run(spec, observer.clone(), cancel.clone()).await;
                     persister.abort();
@@ -351,7 +408,7 @@ impl Pool {
         };
         if inner.draining.load(std::sync::atomic::Ordering::SeqCst) {
             // Shutdown: `shutdown()` marks the job interrupted; the next start resumes it.
-            return Ok(());
+            return None;
         }
         let retry_at = (result.outcome.retryable
             && !cancel.is_cancelled()
@@ -362,16 +419,76 @@ impl Pool {
                     + chrono::Duration::from_std(inner.config.retry_base * factor)
                         .unwrap_or_default()
             });
-        let (job, task) = job_state::finish(
-            &inner.db,
+        Some(RunEnd {
             job_id,
-            &result,
-            started.elapsed().as_secs_f64(),
+            task_id: task.id,
+            attempt: job.attempts,
+            result,
+            duration_secs: started.elapsed().as_secs_f64(),
             retry_at,
-        )
-        .await?;
-        self.publish_status(&task, &job, &job.status, job.reason.clone(), job.exit_code);
-        Ok(())
+        })
+    }
+
+    /// Write the ends handed over since the last turn, publish them, free their slots.
+    /// Returns the jobs whose end was written.
+    async fn write_ends(&self) -> Vec<i64> {
+        let inner = &self.inner;
+        let ends = std::mem::take(&mut inner.pending.lock().expect("pending lock").ends);
+        if ends.is_empty() {
+            return Vec::new();
+        }
+        let (runs, owners): (Vec<RunEnd>, Vec<i64>) = ends.into_iter().unzip();
+        match pool_writes::record_ends(&inner.db, &runs).await {
+            Ok(tasks) => {
+                inner.pending.lock().expect("pending lock").end_failures = 0;
+                let tasks: HashMap<i64, task::Model> =
+                    tasks.into_iter().map(|t| (t.id, t)).collect();
+                for end in &runs {
+                    let (status, reason) = end.recorded();
+                    if let Some(task) = tasks.get(&end.task_id) {
+                        let code = end.result.outcome.exit_code;
+                        self.publish_status(task, end.job_id, status.as_str(), Some(reason), code);
+                    }
+                }
+                self.release(&runs);
+                runs.iter().map(|r| r.job_id).collect()
+            }
+            Err(e) => {
+                let mut pending = inner.pending.lock().expect("pending lock");
+                pending.end_failures += 1;
+                let ids: Vec<i64> = runs.iter().map(|r| r.job_id).collect();
+                if pending.end_failures >= END_WRITE_TRIES {
+                    pending.end_failures = 0;
+                    drop(pending);
+                    tracing::error!(jobs = ?ids, error = %e, "cannot record how these jobs ended; recovery will queue them again");
+                    self.release(&runs);
+                } else {
+                    tracing::warn!(jobs = ?ids, error = %e, "cannot record how jobs ended yet; retrying");
+                    pending.ends.extend(runs.into_iter().zip(owners));
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    fn release(&self, runs: &[RunEnd]) {
+        let mut running = self.inner.running.lock().expect("pool lock");
+        for end in runs {
+            running.remove(&end.job_id);
+        }
+    }
+
+    /// Write the progress snapshots handed over since the last write.
+    async fn write_progress(&self) {
+        let inner = &self.inner;
+        let snapshots: Vec<(i64, Progress)> = {
+            let mut pending = inner.pending.lock().expect("pending lock");
+            pending.progress.drain().collect()
+        };
+        if let Err(e) = pool_writes::save_progress(&inner.db, &snapshots).await {
+            // The next snapshot of each job replaces this one; the events went out already.
+            tracing::warn!(jobs = snapshots.len(), error = %e, "cannot save progress");
+        }
     }
 
     fn spec(
@@ -415,7 +532,7 @@ impl Pool {
     fn publish_status(
         &self,
         task: &task::Model,
-        job: &job::Model,
+        job_id: i64,
         status: &str,
         reason: Option<String>,
         exit_code: Option<i32>,
@@ -424,7 +541,7 @@ impl Pool {
         bus.publish(Event {
             owner_id: task.owner_id,
             task_id: task.id,
-            job_id: Some(job.id),
+            job_id: Some(job_id),
             kind: EventKind::JobStatus {
                 status: status.to_string(),
                 reason,
@@ -471,6 +588,14 @@ impl Pool {
         for handle in handles {
             let _ = handle.await;
         }
+        // Runs that ended before the stop are recorded as they ended, the others (and any
+        // whose end cannot be written now) as interrupted.
+        self.write_progress().await;
+        let recorded = self.write_ends().await;
+        let ids: Vec<i64> = ids
+            .into_iter()
+            .filter(|id| !recorded.contains(id))
+            .collect();
         super::run_dir::remove_if_empty(&inner.config.run_dir);
         if let Err(e) = job_state::mark_interrupted(&inner.db, &ids).await {
             tracing::error!(error = %e, "cannot mark running jobs interrupted");
@@ -522,79 +647,4 @@ fn write_attempt_header(path: &std::path::Path, attempt: i32, engine: &str) -> s
         "pymap: attempt {attempt} with {engine} started at {}",
         Utc::now().to_rfc3339()
     )
-}
-
-/// Collects a running job's progress; a persister task writes it at most once a second
-/// (at once for rare events) and publishes it.
-struct Observer {
-    pool: Pool,
-    owner_id: i64,
-    task_id: i64,
-    latest: Mutex<Option<Progress>>,
-    rare: Notify,
-}
-
-impl Observer {
-    fn new(pool: Pool, owner_id: i64, task_id: i64) -> Self {
-        Self {
-            pool,
-            owner_id,
-            task_id,
-            latest: Mutex::new(None),
-            rare: Notify::new(),
-        }
-    }
-
-    fn spawn_persister(self: Arc<Self>, job_id: i64) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut last = Instant::now() - Duration::from_secs(1);
-            loop {
-                tokio::select! {
-                    _ = self.rare.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                }
-                if last.elapsed() < Duration::from_secs(1) {
-                    // Rare events may arrive in bursts: still at most one write a second.
-                    tokio::time::sleep(Duration::from_secs(1).saturating_sub(last.elapsed())).await;
-                }
-                let Some(progress) = self.latest.lock().expect("observer lock").take() else {
-                    continue;
-                };
-                last = Instant::now();
-                if let Err(e) =
-                    job_state::save_progress(&self.pool.inner.db, job_id, &progress).await
-                {
-                    tracing::warn!(job_id, error = %e, "cannot save progress");
-                }
-                self.pool.inner.bus.publish(Event {
-                    owner_id: self.owner_id,
-                    task_id: self.task_id,
-                    job_id: Some(job_id),
-                    kind: EventKind::JobProgress { progress },
-                    origin: String::new(),
-                });
-            }
-        })
-    }
-}
-
-impl JobObserver for Observer {
-    fn progress(&self, _job_id: i64, progress: &Progress, rare: bool) {
-        *self.latest.lock().expect("observer lock") = Some(progress.clone());
-        if rare {
-            self.rare.notify_one();
-        }
-    }
-
-    fn line(&self, job_id: i64, line: &str) {
-        self.pool.inner.bus.publish(Event {
-            owner_id: self.owner_id,
-            task_id: self.task_id,
-            job_id: Some(job_id),
-            kind: EventKind::LogLine {
-                line: line.to_string(),
-            },
-            origin: String::new(),
-        });
-    }
 }

@@ -21,6 +21,7 @@ mod live_actions;
 mod login_check;
 mod native;
 mod pool;
+mod pool_writes;
 mod runner;
 mod standin;
 mod storage;
