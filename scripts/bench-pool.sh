@@ -8,6 +8,8 @@
 # every line replayed reached the job logs (line counts compared).
 #
 # Usage: scripts/bench-pool.sh [JOBS] [CONCURRENCY]
+# BENCH_BIN=PATH runs another pymap build (e.g. an earlier commit's) with this tree's stand-in,
+# so two builds can be compared side by side: alternate the runs, same machine, same minute.
 # SUBMIT=api (default) submits through the REST API, as the UI and scripts do (the server
 # wakes its pool at once); SUBMIT=cli uses `pymap batch`, a separate process, whose task
 # the server notices by polling (within 25 ms).
@@ -21,7 +23,8 @@ SPEED=${SPEED:-0}
 CONC=${2:-200}
 cargo build --release --locked --bin pymap --bin imapsync-standin >&2
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
-BIN=$TARGET/release/pymap
+BIN=${BENCH_BIN:-$TARGET/release/pymap}
+echo "pymap binary: $BIN" >&2
 STANDIN=$TARGET/release/imapsync-standin
 WORK=$(mktemp -d /tmp/pymap-bench.XXXXXX)
 trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
