@@ -33,6 +33,20 @@ export PYMAP_DATA_DIR=$WORK/data PYMAP_ADMIN_PASSWORD=bench-password-1 PYMAP_LOG
 export PYMAP_IMAPSYNC_PATH=$STANDIN PYMAP_WORKERS__CONCURRENCY=$CONC
 export PYMAP_WORKERS__PER_SOURCE_HOST=$CONC PYMAP_WORKERS__PER_DESTINATION_HOST=$CONC
 ulimit -n 65536 2>/dev/null || true
+# This machine's own floor for a wave: a minimal process that only spawns CONC short-lived
+# children (posix_spawn of /bin/sleep, no pymap involved) and reaps them. No dispatcher can
+# start a first wave faster than this.
+FLOOR=$(python3 - "$CONC" <<'PY'
+import os, sys, time
+n = int(sys.argv[1])
+t0 = time.monotonic()
+pids = [os.posix_spawn("/bin/sleep", ["sleep", "0.5"], os.environ) for _ in range(n)]
+t1 = time.monotonic()
+for p in pids:
+    os.waitpid(p, 0)
+print(f"{(t1 - t0) * 1000:.0f}")
+PY
+)
 "$BIN" serve --listen "127.0.0.1:$PORT" 2>"$WORK/serve.log" &
 PID=$!
 for _ in $(seq 100); do PYMAP_LISTEN=127.0.0.1:$PORT "$BIN" healthcheck 2>/dev/null && break; sleep 0.2; done
@@ -80,9 +94,9 @@ END=$(date +%s.%N)
 read -r HWM < <(awk '/VmHWM/ {print $2}' "/proc/$PID/status")
 read -r UT ST < <(awk '{print $14, $15}' "/proc/$PID/stat")
 TCK=$(getconf CLK_TCK)
-python3 - "$DB" "$TASK" "$START" "$END" "$HWM" "$UT" "$ST" "$TCK" "$JOBS" "$CONC" "$WORK/data/logs" "$(cat "$WORK/per_run")" "$(cat "$WORK/request_start")" "$SUBMIT" <<'PY'
+python3 - "$DB" "$TASK" "$START" "$END" "$HWM" "$UT" "$ST" "$TCK" "$JOBS" "$CONC" "$WORK/data/logs" "$(cat "$WORK/per_run")" "$(cat "$WORK/request_start")" "$SUBMIT" "$FLOOR" <<'PY'
 import sqlite3, sys, datetime, glob, statistics, subprocess
-db, task, start, end, hwm, ut, st, tck, jobs, conc, logs, per_run, req_start, submit = sys.argv[1:]
+db, task, start, end, hwm, ut, st, tck, jobs, conc, logs, per_run, req_start, submit, floor = sys.argv[1:]
 c = sqlite3.connect(db)
 def ts(s):
     s = s.replace(" +00:00", "+00:00").replace("Z", "+00:00")
@@ -115,6 +129,7 @@ lines = sum(sum(1 for _ in open(f, errors="replace")) for f in glob.glob(f"{logs
 expected = int(jobs) * (int(per_run) + 2)
 wall = float(end) - float(start)
 print(f"jobs={jobs} concurrency={conc} statuses={statuses}")
+print(f"os_floor_ms={floor} (spawning {conc} processes, nothing else)")
 print(f"wall_s={wall:.1f} peak_rss_mb={int(hwm)/1024:.1f} cpu_s={(int(ut)+int(st))/int(tck):.1f}")
 print(f"submit={submit}")
 print(f"submit_to_spawn_ms first_wave({conc}) from the start of the submit transaction p50={pct(lat_first, 50):.0f} p99={pct(lat_first, 99):.0f}")
