@@ -16,6 +16,11 @@
 # and for PostgreSQL PYMAP_TEST_DATABASE_URL (a server URL whose user may create
 # databases, as printed by `scripts/test.sh --services-only`). wrk comes from Debian
 # (`apt-get install wrk`).
+#
+# Last, as a ceiling for this machine, nginx (Debian's, one worker, installed when root and
+# missing) serves the task list's own response body, saved from the first server, as a static
+# file to the same wrk command: what wrk, loopback TCP and HTTP cost here with no
+# application behind them.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -145,6 +150,10 @@ run_backend() {
             if [ -z "$task" ]; then
                 task="$(curl -fs -H "$auth" "http://127.0.0.1:$PORT/api/v1/tasks?limit=1" | grep -o '"id":[0-9]*' | head -n1 | cut -d: -f2)"
             fi
+            if [ ! -s "$work/static/tasks.json" ]; then
+                mkdir -p "$work/static"
+                curl -fs -H "$auth" -o "$work/static/tasks.json" "http://127.0.0.1:$PORT/api/v1/tasks?limit=50"
+            fi
             for target in "/api/v1/tasks?limit=50" "/api/v1/tasks/$task"; do
                 local request="GET ${target}"
                 [ "$target" = "/api/v1/tasks/$task" ] && request="GET /api/v1/tasks/{id}"
@@ -189,6 +198,49 @@ case "$which_backends" in
         fi
         ;;
 esac
+
+# The ceiling: the same body, the same wrk command, nginx instead of pymap.
+ceiling=""
+if [ -s "$work/static/tasks.json" ]; then
+    if ! command -v nginx >/dev/null && [ "$(id -u)" = 0 ]; then
+        apt-get install -y nginx-light >/dev/null 2>&1 || apt-get install -y nginx >/dev/null
+    fi
+    nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
+    if [ -x "$nginx_bin" ]; then
+        nport=$((PORT + 1))
+        cat >"$work/nginx.conf" <<NGINX
+worker_processes 1;
+# The worker must read the private work directory (as root, nginx would switch to nobody).
+user $(id -un);
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx-tmp;
+    server {
+        listen 127.0.0.1:$nport;
+        location = /tasks.json { root $work/static; default_type application/json; }
+    }
+}
+NGINX
+        "$nginx_bin" -c "$work/nginx.conf" -g 'daemon off;' &
+        server=$!
+        for _ in $(seq 1 50); do
+            curl -fs -o /dev/null "http://127.0.0.1:$nport/tasks.json" && break
+            sleep 0.1
+        done
+        # Fails the script (set -e) if nginx does not serve the file.
+        cmp -s <(curl -fs "http://127.0.0.1:$nport/tasks.json") "$work/static/tasks.json"
+        echo "== ceiling: nginx serving the list body ($(stat -c %s "$work/static/tasks.json") bytes) as a static file" >&2
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d3s "http://127.0.0.1:$nport/tasks.json" >/dev/null
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$nport/tasks.json" | tee "$work/wrk-nginx.txt" >&2
+        ceiling="$(summarise "$work/wrk-nginx.txt")"
+        stop_server
+    else
+        echo "nginx is missing (apt-get install nginx-light): no ceiling" >&2
+    fi
+fi
 
 calibration_after="$(calibrate)"
 echo
@@ -238,3 +290,8 @@ awk -F'|' '
             print line " |"
         }
     }' "$results"
+if [ -n "$ceiling" ]; then
+    IFS='|' read -r c_rps c_p50 c_p99 c_err <<<"$ceiling"
+    echo
+    echo "Ceiling: nginx (one worker) serving the list's own body as a static file, same wrk command: $c_rps req/s, p50 $c_p50 ms, p99 $c_p99 ms, $c_err errors."
+fi
