@@ -115,7 +115,8 @@ pub async fn sync(args: SyncArgs, config: &Config) -> anyhow::Result<ExitCode> {
         .log_dir()
         .join("cli")
         .join(format!("sync-{stamp}-{}.log", std::process::id()));
-    crate::worker::run_dir::prepare(&config.run_dir(), false).map_err(anyhow::Error::msg)?;
+    let run_dir = config.run_dir();
+    crate::worker::run_dir::prepare(&run_dir, false).map_err(anyhow::Error::msg)?;
     let spec = JobSpec {
         job_id: 0,
         task_id: 0,
@@ -127,7 +128,7 @@ pub async fn sync(args: SyncArgs, config: &Config) -> anyhow::Result<ExitCode> {
         password2: pair.password2,
         options,
         log_path: log_path.clone(),
-        work_dir: config.run_dir().join(format!("cli-{}", std::process::id())),
+        work_dir: run_dir.join(format!("cli-{}", std::process::id())),
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -144,7 +145,7 @@ pub async fn sync(args: SyncArgs, config: &Config) -> anyhow::Result<ExitCode> {
         on_signal.cancel();
     });
     let result = engine.run(spec, Arc::new(Bar(bar.clone())), cancel).await;
-    crate::worker::run_dir::remove_if_empty(&config.run_dir());
+    crate::worker::run_dir::remove_if_empty(&run_dir);
     bar.finish_and_clear();
     let o = &result.outcome;
     let s = &result.summary.stats;

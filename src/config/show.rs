@@ -32,6 +32,9 @@ pub fn render_show(loaded: &Loaded) -> String {
             ("database_max_connections", "null") => {
                 format!("{} (automatic)", loaded.config.database_max_connections())
             }
+            ("run_dir", "null") => {
+                format!("\"{}\" (automatic)", loaded.config.run_dir().display())
+            }
             _ => redact(key, value, loaded),
         };
         let pad = width.saturating_sub(key.len() + shown.len());

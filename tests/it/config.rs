@@ -496,6 +496,18 @@ fn run_dir_defaults_to_ram_per_data_dir() {
     if std::env::var_os("RUNTIME_DIRECTORY").is_none() && Path::new("/dev/shm").is_dir() {
         assert!(a.run_dir().starts_with("/dev/shm"), "{:?}", a.run_dir());
     }
+    // config show names the directory in effect, and says when it is the automatic one.
+    let shown = |loaded: &Loaded| {
+        render_show(loaded)
+            .lines()
+            .find(|l| l.starts_with("run_dir = "))
+            .expect("config show lists run_dir")
+            .to_string()
+    };
+    let default = load(None, &[], Overrides::default()).unwrap();
+    let line = shown(&default);
+    let automatic = format!("\"{}\" (automatic)", default.config.run_dir().display());
+    assert!(line.contains(&automatic), "{line}");
     let loaded = load(
         None,
         &[("PYMAP_RUN_DIR", "/dev/shm/x")],
@@ -503,6 +515,11 @@ fn run_dir_defaults_to_ram_per_data_dir() {
     )
     .unwrap();
     assert_eq!(loaded.config.run_dir(), Path::new("/dev/shm/x"));
+    let line = shown(&loaded);
+    assert!(
+        line.contains("\"/dev/shm/x\"") && line.contains("PYMAP_RUN_DIR"),
+        "{line}"
+    );
     let err = load(None, &[("PYMAP_RUN_DIR", "")], Overrides::default()).unwrap_err();
     let err = err.to_string();
     assert!(
