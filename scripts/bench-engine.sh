@@ -3,8 +3,9 @@
 # (2,000 messages ≈ 270 MB, then 5,000), copies it to a second private Dovecot with the
 # native engine at 0 ms and 20 ms added round-trip time (a delaying TCP proxy in front of
 # both servers), verifies every run, and prints msgs/s, MB/s, peak RSS and CPU seconds of
-# the engine process. imapsync is measured too when it is on PATH (it is not packaged in
-# Debian; without it the row says so).
+# the engine process. imapsync is measured too, with pymap's imapsync runner, when it is on
+# PATH (it is not packaged in Debian; without it the row says so), and the ratio of messages
+# per second is printed for each delay.
 #
 # Needs root (Dovecot switches to the mail uid), dovecot-imapd and openssl.
 #
