@@ -96,9 +96,9 @@ struct RunningJob {
 /// What the loop writes at its next turn.
 #[derive(Default)]
 struct Pending {
-    /// Ended runs, with their task's owner (for the events). A job stays in `running`
+    /// Ended runs (the events take the owner from the recounted task). A job stays in `running`
     /// (its slot taken, its heartbeat renewed) until its end is written.
-    ends: Vec<(RunEnd, i64)>,
+    ends: Vec<RunEnd>,
     /// Turns in a row writing `ends` failed.
     end_failures: u32,
     progress: HashMap<i64, Progress>,
@@ -355,13 +355,12 @@ impl Pool {
         );
         let pool = self.clone();
         let handle = tokio::spawn(async move {
-            let owner_id = task.owner_id;
             match pool.run_job(job, task, cancel).await {
                 // The loop writes it, then frees the slot.
                 Some(end) => {
                     let mut pending = pool.inner.pending.lock().expect("pending lock");
                     pending.progress.remove(&job_id);
-                    pending.ends.push((end, owner_id));
+                    pending.ends.push(end);
                 }
                 None => {
                     pool.inner
@@ -433,11 +432,10 @@ impl Pool {
     /// Returns the jobs whose end was written.
     async fn write_ends(&self) -> Vec<i64> {
         let inner = &self.inner;
-        let ends = std::mem::take(&mut inner.pending.lock().expect("pending lock").ends);
-        if ends.is_empty() {
+        let runs = std::mem::take(&mut inner.pending.lock().expect("pending lock").ends);
+        if runs.is_empty() {
             return Vec::new();
         }
-        let (runs, owners): (Vec<RunEnd>, Vec<i64>) = ends.into_iter().unzip();
         match pool_writes::record_ends(&inner.db, &runs).await {
             Ok(tasks) => {
                 inner.pending.lock().expect("pending lock").end_failures = 0;
@@ -464,7 +462,7 @@ impl Pool {
                     self.release(&runs);
                 } else {
                     tracing::warn!(jobs = ?ids, error = %e, "cannot record how jobs ended yet; retrying");
-                    pending.ends.extend(runs.into_iter().zip(owners));
+                    pending.ends.extend(runs);
                 }
                 Vec::new()
             }

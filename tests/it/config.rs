@@ -17,6 +17,16 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The line `config show` prints for `key`.
+fn show_line(loaded: &Loaded, key: &str) -> String {
+    let prefix = format!("{key} = ");
+    render_show(loaded)
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("config show lists {key}"))
+        .to_string()
+}
+
 fn load(
     file: Option<&Path>,
     vars: &[(&str, &str)],
@@ -420,13 +430,7 @@ fn env_template_lists_every_setting() {
 #[test]
 fn database_pool_size_is_automatic_unless_set() {
     let cpus = std::thread::available_parallelism().unwrap().get() as u32;
-    let pool_line = |loaded: &Loaded| {
-        render_show(loaded)
-            .lines()
-            .find(|l| l.starts_with("database_max_connections = "))
-            .expect("config show lists the pool size")
-            .to_string()
-    };
+    let pool_line = |loaded: &Loaded| show_line(loaded, "database_max_connections");
     let sqlite = load(None, &[], Overrides::default()).unwrap();
     assert_eq!(sqlite.config.database_max_connections(), 8);
     assert!(pool_line(&sqlite).contains("= 8 (automatic)"));
@@ -497,13 +501,7 @@ fn run_dir_defaults_to_ram_per_data_dir() {
         assert!(a.run_dir().starts_with("/dev/shm"), "{:?}", a.run_dir());
     }
     // config show names the directory in effect, and says when it is the automatic one.
-    let shown = |loaded: &Loaded| {
-        render_show(loaded)
-            .lines()
-            .find(|l| l.starts_with("run_dir = "))
-            .expect("config show lists run_dir")
-            .to_string()
-    };
+    let shown = |loaded: &Loaded| show_line(loaded, "run_dir");
     let default = load(None, &[], Overrides::default()).unwrap();
     let line = shown(&default);
     let automatic = format!("\"{}\" (automatic)", default.config.run_dir().display());
